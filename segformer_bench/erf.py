@@ -15,10 +15,12 @@ SegFormer after linear_fuse + BN + ReLU, DeepLabV3+ its last 3×3 conv) and ``lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 TAPS: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage4", "fused", "logits")
 THRESHOLDS: tuple[float, ...] = (0.2, 0.3, 0.5, 0.99)
@@ -63,6 +65,23 @@ def contribution_maps(model: torch.nn.Module, images: torch.Tensor,
     return maps
 
 
+def cover_crop(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """A (3, H, W) float tensor on the 0–255 scale: `image` (h, w, 3) resized (bilinear, keeping its aspect) to
+    the smallest size covering `size` = (H, W), then centre-cropped to it — the same spatial size for every
+    image, so that maps can be averaged. Identity when the image already has that size."""
+    H, W = size
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None]  # 1, 3, h, w
+    h, w = x.shape[-2:]
+    if (h, w) != (H, W):
+        scale = max(H / h, W / w)
+        rh, rw = max(H, math.ceil(h * scale - 1e-9)), max(W, math.ceil(w * scale - 1e-9))
+        if (rh, rw) != (h, w):
+            x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False)
+        top, left = (rh - H) // 2, (rw - W) // 2
+        x = x[..., top: top + H, left: left + W]
+    return x[0]
+
+
 class ERFAccumulator:
     """Running sums of contribution maps per tap, over batches of images; skips non-finite maps."""
 
@@ -84,6 +103,15 @@ class ERFAccumulator:
 
     def means(self) -> dict[str, np.ndarray]:
         return {n: self.sums[n] / self.count[n] for n in self.names if self.count[n]}
+
+    def merge(self, sums: Mapping[str, np.ndarray], count: Mapping[str, int], skipped: Mapping[str, int]) -> None:
+        """Add another accumulator's totals (a stored block)."""
+        for name in self.names:
+            if count.get(name, 0):
+                s = np.asarray(sums[name], dtype=np.float64)
+                self.sums[name] = self.sums[name] + s if name in self.sums else s
+                self.count[name] += int(count[name])
+            self.skipped[name] += int(skipped.get(name, 0))
 
 
 def normalise_log(a: np.ndarray) -> np.ndarray:

@@ -17,21 +17,20 @@ import io
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .config import override
 from .corruptions import corrupt, corrupt_batch, derive_seed
 from .corruptions.protocols import get_protocol
 from .data import build_dataset
 from .data.base import SegmentationDataset
 from .errors import UserError
-from .evaluate import PRESETS as EVAL_PRESETS
 from .evaluate import EvalSettings, evaluate, segment_batch
 from .store import CLEAN, Store
-from .suite import ModelSpec, Suite
+from .suite import ModelSpec, Suite, eval_settings
 from .versions import package_versions
 
 
@@ -105,24 +104,76 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+@dataclass
+class _Run:
+    """What every analysis of one run shares: the suite, the store (rank 0 only), the device and the ranks."""
+
+    suite: Suite
+    dir: Path
+    store: Store | None
+    device: torch.device
+    rank: int
+    world: int
+    progress: bool
+    log: Callable[[str], None]
+    _model: tuple[str, torch.nn.Module] | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def models(self, names: tuple[str, ...]) -> list[ModelSpec]:
+        """The suite's models named in an analysis section (all of them when it names none), in suite order."""
+        return [m for m in self.suite.models if not names or m.name in names]
+
+    def model(self, spec: ModelSpec, num_classes: int) -> torch.nn.Module:
+        """`spec`'s model on the device (trained first if the suite says so); the last one is kept loaded."""
+        from .models.checkpoints import load_model
+
+        if self._model is not None and self._model[0] == spec.name:
+            return self._model[1]
+        self._model = None
+        checkpoint = _model_checkpoint(spec, self.suite, self.dir, self.progress, self.log)
+        model = load_model(checkpoint, num_classes=spec.num_classes).to(self.device)
+        if model.config.num_classes != num_classes:
+            raise UserError(f"model {spec.name} predicts {model.config.num_classes} classes but "
+                            f"{self.suite.dataset.name} has {num_classes}")
+        if self.main:
+            self.store.set_model(spec.name, checkpoint, checkpoint_hash(checkpoint), model.config.to_dict())
+        self._model = (spec.name, model)
+        return model
+
+    def shared(self, value: object) -> object:
+        """Rank 0's `value` on every rank (every rank must walk the same work list)."""
+        if self.world == 1:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def bar(self, total: int, desc: str, unit: str):
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, disable=not (self.progress and self.main))
+
+    def dataset(self, **options: object) -> SegmentationDataset:
+        d = self.suite.dataset
+        return build_dataset(d.name, d.split, d.root, **{**d.options, **options})
+
+
 def run_suite(suite: Suite, run_dir: str | os.PathLike | None = None, restart: bool = False,
               progress: bool = True, render: bool = True, log: Callable[[str], None] = print) -> Path:
-    """Run (or finish) `suite`; returns the run directory. See the module docstring."""
-    from tqdm import tqdm
-
+    """Run (or finish) every analysis of `suite`; returns the run directory. See the module docstring."""
     from .distributed import device_for, init_from_env
-    from .models.checkpoints import load_model
 
     rank, world, local_rank = init_from_env()
-    main = rank == 0
     default_run, report_dir = default_dirs(suite)
     run = Path(run_dir) if run_dir is not None else default_run
     if run.exists() and not run.is_dir():
         raise UserError(f"{run}: exists and is not a directory; choose another --run-dir")
-    device = device_for(suite.device, local_rank)
-    store = Store(run / "results.sqlite") if main else None
+    store = Store(run / "results.sqlite") if rank == 0 else None
     resolved = suite.to_dict()
-    if main:
+    if store is not None:
         stored = store.get_meta("suite")
         if stored is not None and stored != resolved:
             if not restart:
@@ -134,48 +185,143 @@ def run_suite(suite: Suite, run_dir: str | os.PathLike | None = None, restart: b
         store.set_meta("versions", package_versions())
     if world > 1:
         torch.distributed.barrier()
+    ctx = _Run(suite, run, store, device_for(suite.device, local_rank), rank, world, progress, log)
+    analyses = {"corruption": _run_corruption, "resolution": _run_resolution, "erf": _run_erf}
+    try:
+        for name in suite.analyses:
+            analyses[name](ctx)
+    finally:
+        if store is not None:
+            store.close()
+    if rank == 0 and render:
+        render_run(run, report_dir, log=log)
+    return run
 
-    dataset = build_dataset(suite.dataset.name, suite.dataset.split, suite.dataset.root, **suite.dataset.options)
+
+def _run_corruption(ctx: _Run) -> None:
+    """Every (model, corruption, severity) cell and the clean set, one stored row per cell."""
+    suite, store = ctx.suite, ctx.store
+    dataset = ctx.dataset()
     protocol = get_protocol(suite.corruptions.protocol)
     cells = [CLEAN] + (list(suite.corruptions.cells) or protocol.cells())
-    settings: EvalSettings = override(EVAL_PRESETS[suite.eval.preset], [f"{k}={v}" for k, v in
-                                                                        suite.eval.overrides.items()], "suite eval")
-    total = len(suite.models) * len(cells)
-    bar = tqdm(total=total, desc="cells", unit="cell", disable=not (progress and main))
+    models = ctx.models(suite.corruptions.models)
+    bar = ctx.bar(len(models) * len(cells), "cells", "cell")
     try:
-        for spec in suite.models:
-            todo = [c for c in cells if not (main and store.has_cell(spec.name, *c))]
-            if world > 1:  # every rank must evaluate the same cells
-                shared = [todo]
-                torch.distributed.broadcast_object_list(shared, src=0)
-                todo = shared[0]
+        for spec in models:
+            todo = ctx.shared([c for c in cells if not (ctx.main and store.has_cell(spec.name, *c))])
             bar.update(len(cells) - len(todo))
-            if not todo and not ("gallery" in suite.reports and main and not store.has_gallery(spec.name, *CLEAN)):
+            gallery = "gallery" in suite.reports and ctx.main and not store.has_gallery(spec.name, *CLEAN)
+            if not todo and not gallery:
                 continue
-            checkpoint = _model_checkpoint(spec, suite, run, progress, log)
-            model = load_model(checkpoint, num_classes=spec.num_classes).to(device)
-            if model.config.num_classes != dataset.info.num_classes:
-                raise UserError(f"model {spec.name} predicts {model.config.num_classes} classes but "
-                                f"{suite.dataset.name} has {dataset.info.num_classes}")
-            if main:
-                store.set_model(spec.name, checkpoint, checkpoint_hash(checkpoint), model.config.to_dict())
+            model = ctx.model(spec, dataset.info.num_classes)
+            settings = eval_settings(suite.eval.preset, suite.eval.overrides, spec.eval,
+                                     where=f"{suite.source}: model {spec.name!r}, eval")
             for corruption, severity in todo:
                 view, transform = _cell_data(dataset, suite, corruption, severity)
-                result = evaluate(model, view, settings, device, limit=suite.dataset.limit, progress=progress,
-                                  transform=transform, desc=f"{spec.name} {corruption} {severity}")
-                if main:
+                result = evaluate(model, view, settings, ctx.device, limit=suite.dataset.limit,
+                                  progress=ctx.progress, transform=transform,
+                                  desc=f"{spec.name} {corruption} {severity}")
+                if ctx.main:
                     store.add_cell(spec.name, corruption, severity, result.metrics, result.per_image, result.names,
                                    suite.seed, result.seconds)
                 bar.update(1)
-            if "gallery" in suite.reports and main:
-                _gallery(store, spec.name, model, dataset, suite, cells, settings, device)
+            if "gallery" in suite.reports and ctx.main:
+                _gallery(store, spec.name, model, dataset, suite, cells, settings, ctx.device)
     finally:
         bar.close()
-    if main and render:
-        render_run(run, report_dir, log=log)
-    if store is not None:
-        store.close()
-    return run
+
+
+def network_input_size(dataset: SegmentationDataset, settings: EvalSettings) -> tuple[int, int]:
+    """The network's input (H, W) for the dataset's first image: the window in slide mode, else the image as
+    resized for inference."""
+    from .evaluate import inference_size
+
+    h, w = dataset[0]["image"].shape[:2]
+    size = inference_size((h, w), settings, 1.0)
+    if settings.mode == "slide":
+        return min(settings.crop[0], size[0]), min(settings.crop[1], size[1])
+    return size
+
+
+def _run_resolution(ctx: _Run) -> None:
+    """Every (model, test resolution) pair of the resolution-shift analysis, one stored row each."""
+    suite, store, spec = ctx.suite, ctx.store, ctx.suite.resolution
+    assert spec is not None
+    models = ctx.models(spec.models)
+    bar = ctx.bar(len(models) * len(spec.tests), "resolution tests", "test")
+    try:
+        for model_spec in models:
+            todo = ctx.shared([t.name for t in spec.tests if not (ctx.main and
+                                                                   store.has_resolution(model_spec.name, t.name))])
+            bar.update(len(spec.tests) - len(todo))
+            for test in (t for t in spec.tests if t.name in todo):
+                dataset = ctx.dataset(**test.dataset_options)
+                model = ctx.model(model_spec, dataset.info.num_classes)
+                settings = eval_settings(test.eval.preset, model_spec.eval, test.eval.overrides,
+                                         where=f"{suite.source}: resolution test {test.name!r}, eval")
+                result = evaluate(model, dataset, settings, ctx.device, limit=suite.dataset.limit,
+                                  progress=ctx.progress, desc=f"{model_spec.name} {test.name}")
+                if ctx.main:
+                    store.add_resolution(model_spec.name, test.name, result.metrics, result.per_image, result.names,
+                                         network_input_size(dataset, settings), suite.seed, result.seconds)
+                bar.update(1)
+    finally:
+        bar.close()
+
+
+def _erf_block(ctx: _Run, model: torch.nn.Module, dataset: SegmentationDataset, indices: list[int]) -> dict:
+    """One block's ERF totals: {names, sums, counts, skipped, seconds}."""
+    import time
+
+    from .erf import ERFAccumulator, contribution_maps, cover_crop
+    from .inference import normalize
+
+    spec = ctx.suite.erf
+    t0 = time.perf_counter()
+    samples = [dataset[i] for i in indices]
+    images = torch.stack([cover_crop(s["image"], spec.size) for s in samples]).to(ctx.device)
+    acc = ERFAccumulator(spec.taps)
+    acc.add(contribution_maps(model, normalize(images), spec.taps))
+    return {"names": [s["name"] for s in samples], "sums": acc.sums, "counts": acc.count, "skipped": acc.skipped,
+            "seconds": time.perf_counter() - t0}
+
+
+def _run_erf(ctx: _Run) -> None:
+    """The ERF of every tap of every model over the first N images, in blocks; each block is one stored row.
+
+    Under torchrun the blocks of each round go to different ranks and rank 0 stores all of them."""
+    store, spec = ctx.store, ctx.suite.erf
+    assert spec is not None
+    dataset = ctx.dataset(**spec.dataset_options)
+    n = min(spec.images, len(dataset))
+    if n < spec.images and ctx.main:
+        ctx.log(f"erf: the dataset has {len(dataset)} images, fewer than the {spec.images} asked for; using all")
+    blocks = [list(range(i, min(i + spec.block, n))) for i in range(0, n, spec.block)]
+    models = ctx.models(spec.models)
+    bar = ctx.bar(len(models) * n, "erf", "img")
+    try:
+        for model_spec in models:
+            todo = ctx.shared([b for b in range(len(blocks)) if not (ctx.main and
+                                                                     store.has_erf_block(model_spec.name, b))])
+            bar.update(n - sum(len(blocks[b]) for b in todo))
+            if not todo:
+                continue
+            model = ctx.model(model_spec, dataset.info.num_classes)
+            for start in range(0, len(todo), ctx.world):
+                mine = todo[start: start + ctx.world]
+                part = (mine[ctx.rank], _erf_block(ctx, model, dataset, blocks[mine[ctx.rank]])) \
+                    if ctx.rank < len(mine) else None
+                parts = [part]
+                if ctx.world > 1:
+                    parts = [None] * ctx.world
+                    torch.distributed.all_gather_object(parts, part)
+                for b, block in (p for p in parts if p is not None):
+                    if ctx.main:
+                        store.add_erf_block(model_spec.name, b, block["names"], block["sums"], block["counts"],
+                                            block["skipped"], block["seconds"])
+                    bar.update(len(blocks[b]))
+    finally:
+        bar.close()
 
 
 def _cell_data(dataset: SegmentationDataset, suite: Suite, corruption: str, severity: int):

@@ -10,7 +10,11 @@ one. Tables:
   confusion matrices (compressed .npy bytes), image names, the seed and timings; the clean set is
   corruption "clean", severity 0;
 * ``gallery(model, corruption, severity, image, prediction)``: PNG bytes of one image and its prediction
-  per cell, for the report's gallery.
+  per cell, for the report's gallery;
+* ``resolution(model, test, …)``: the resolution-shift analysis, one row per (model, test resolution), with
+  the same numbers as a cell plus the network's input size (H, W) at that test;
+* ``erf(model, block, …)``: the ERF analysis, one row per block of images: per tap the sum of the block's
+  contribution maps (compressed .npy), how many maps it sums and how many were skipped as non-finite.
 """
 
 from __future__ import annotations
@@ -35,20 +39,36 @@ CREATE TABLE IF NOT EXISTS cells (
 CREATE TABLE IF NOT EXISTS gallery (
     model TEXT NOT NULL, corruption TEXT NOT NULL, severity INTEGER NOT NULL, image BLOB, prediction BLOB,
     PRIMARY KEY (model, corruption, severity));
+CREATE TABLE IF NOT EXISTS resolution (
+    model TEXT NOT NULL, test TEXT NOT NULL, miou REAL, aacc REAL, macc REAL, iou TEXT, per_image BLOB NOT NULL,
+    names TEXT NOT NULL, input_h INTEGER, input_w INTEGER, seed INTEGER, seconds REAL, finished REAL,
+    PRIMARY KEY (model, test));
+CREATE TABLE IF NOT EXISTS erf (
+    model TEXT NOT NULL, block INTEGER NOT NULL, names TEXT NOT NULL, sums BLOB NOT NULL, counts TEXT NOT NULL,
+    skipped TEXT NOT NULL, seconds REAL, finished REAL,
+    PRIMARY KEY (model, block));
 """
 
 CLEAN = ("clean", 0)
 
 
 def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, a=array)
-    return buf.getvalue()
+    return _npz({"a": array})
 
 
 def _from_npy(blob: bytes) -> np.ndarray:
+    return _from_npz(blob)["a"]
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _from_npz(blob: bytes) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(blob)) as f:
-        return f["a"]
+        return {k: f[k] for k in f.files}
 
 
 class Store:
@@ -75,7 +95,7 @@ class Store:
 
     def clear(self) -> None:
         with self.db:
-            for table in ("meta", "models", "cells", "gallery"):
+            for table in ("meta", "models", "cells", "gallery", "resolution", "erf"):
                 self.db.execute(f"DELETE FROM {table}")  # noqa: S608  (fixed table names)
 
     # models ----------------------------------------------------------------------------------------
@@ -123,3 +143,41 @@ class Store:
 
     def gallery(self) -> dict[tuple[str, str, int], tuple[bytes, bytes]]:
         return {(m, c, s): (img, pred) for m, c, s, img, pred in self.db.execute("SELECT * FROM gallery")}
+
+    # resolution shift ------------------------------------------------------------------------------
+    def has_resolution(self, model: str, test: str) -> bool:
+        return self.db.execute("SELECT 1 FROM resolution WHERE model = ? AND test = ?",
+                               (model, test)).fetchone() is not None
+
+    def add_resolution(self, model: str, test: str, metrics: dict, per_image: np.ndarray, names: list[str],
+                       input_size: tuple[int, int], seed: int, seconds: float) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO resolution VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (model, test, metrics["mIoU"], metrics["aAcc"], metrics["mAcc"], json.dumps(metrics["IoU"]),
+                 _npy(per_image), json.dumps(names), int(input_size[0]), int(input_size[1]), seed, seconds,
+                 time.time()))
+
+    def resolution(self) -> dict[tuple[str, str], tuple[np.ndarray, tuple[int, int]]]:
+        """(model, test) → (per-image confusion matrices, the network's input size at that test)."""
+        return {(m, t): (_from_npy(blob), (h, w)) for m, t, blob, h, w in self.db.execute(
+            "SELECT model, test, per_image, input_h, input_w FROM resolution ORDER BY rowid")}
+
+    # effective receptive fields --------------------------------------------------------------------
+    def has_erf_block(self, model: str, block: int) -> bool:
+        return self.db.execute("SELECT 1 FROM erf WHERE model = ? AND block = ?",
+                               (model, block)).fetchone() is not None
+
+    def add_erf_block(self, model: str, block: int, names: list[str], sums: dict[str, np.ndarray],
+                      counts: dict[str, int], skipped: dict[str, int], seconds: float) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO erf VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (model, block, json.dumps(names), _npz(sums), json.dumps(counts), json.dumps(skipped),
+                             seconds, time.time()))
+
+    def erf_blocks(self) -> dict[tuple[str, int], dict]:
+        """(model, block) → {names, sums: {tap: (H, W)}, counts: {tap: n}, skipped: {tap: n}}."""
+        return {(m, b): {"names": json.loads(names), "sums": _from_npz(sums), "counts": json.loads(counts),
+                         "skipped": json.loads(skipped)}
+                for m, b, names, sums, counts, skipped in self.db.execute(
+                    "SELECT model, block, names, sums, counts, skipped FROM erf ORDER BY model, block")}

@@ -44,6 +44,7 @@ class ModelSpec:
     checkpoint: str | None = None  # relative to the suite file; or null and `train`
     train: TrainSpec | None = None
     num_classes: int | None = None  # only for encoder-only checkpoints
+    eval: dict[str, Any] = field(default_factory=dict)  # EvalSettings fields for this model only (ADE B5: 640)
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,49 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class EvalSpec:
+    preset: str = "whole"  # an evaluate.PRESETS name
+    overrides: dict[str, Any] = field(default_factory=dict)  # EvalSettings fields
+
+
+@dataclass(frozen=True)
 class CorruptionSpec:
     protocol: str = "segformer"
     cells: tuple[tuple[str, int], ...] = ()  # explicit (corruption, severity) pairs instead of the protocol's
     source: Literal["on-the-fly", "tree"] = "on-the-fly"
     tree: str | None = None  # a directory written by `segformer-bench corrupt` (source: tree)
     backend: Literal["fast", "torch", "reference"] = "fast"
+    models: tuple[str, ...] = ()  # the models to corrupt-test; default: all
 
 
 @dataclass(frozen=True)
-class EvalSpec:
-    preset: str = "whole"  # an evaluate.PRESETS name
-    overrides: dict[str, Any] = field(default_factory=dict)  # EvalSettings fields
+class ResolutionTest:
+    """One test resolution: how the images are made (dataset options over the suite's) and run (eval)."""
+
+    name: str  # the column label, e.g. "768×768 slide"
+    eval: EvalSpec = EvalSpec()
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # SynthCity: a larger size renders the same scenes
+
+
+@dataclass(frozen=True)
+class ResolutionSpec:
+    """The resolution-shift analysis: every model at every test; the drop is measured from `baseline`."""
+
+    tests: tuple[ResolutionTest, ...] = ()
+    models: tuple[str, ...] = ()  # default: all
+    baseline: str | None = None  # a test name; default: the first test
+
+
+@dataclass(frozen=True)
+class ERFSpec:
+    """The effective-receptive-field analysis over the first `images` images of the suite's dataset."""
+
+    images: int = 100
+    size: tuple[int, int] = (1024, 1024)  # input (H, W): each image resized to cover it, then centre-cropped
+    models: tuple[str, ...] = ()  # default: all
+    taps: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage4", "fused", "logits")
+    block: int = 4  # images per batch and per stored block (the unit a resumed run restarts from)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,11 +107,13 @@ class Suite:
     name: str
     models: tuple[ModelSpec, ...]
     version: int = SUITE_VERSION
-    kind: Literal["corruption"] = "corruption"
+    analyses: tuple[Literal["corruption", "resolution", "erf"], ...] = ("corruption",)
     description: str = ""
     dataset: DatasetSpec = DatasetSpec()
     eval: EvalSpec = EvalSpec()
     corruptions: CorruptionSpec = CorruptionSpec()
+    resolution: ResolutionSpec | None = None
+    erf: ERFSpec | None = None
     seed: int = 0
     device: str = "auto"
     reference_model: str | None = None  # the model CD/rCD are relative to
@@ -133,6 +167,65 @@ def _check(suite: Suite, where: str) -> None:
         raise ConfigError(f"{where}: corruptions: {e}") from None
     if suite.corruptions.source == "tree" and not suite.corruptions.tree:
         raise ConfigError(f"{where}: corruptions.source is 'tree' but corruptions.tree names no directory")
+    if not suite.analyses or len(set(suite.analyses)) != len(suite.analyses):
+        raise ConfigError(f"{where}: analyses must name each of corruption, resolution, erf at most once, "
+                          f"and at least one; got {list(suite.analyses)}")
+    for section, spec in (("corruptions", suite.corruptions), ("resolution", suite.resolution), ("erf", suite.erf)):
+        unknown = [m for m in getattr(spec, "models", ()) if m not in names]
+        if unknown:
+            raise ConfigError(f"{where}: {section}.models {unknown} are not among the models {names}")
+    for i, m in enumerate(suite.models):
+        _check_eval_overrides(m.eval, f"{where}: models[{i}].eval")
+    _check_eval_overrides(suite.eval.overrides, f"{where}: eval.overrides")
+    if "resolution" in suite.analyses:
+        _check_resolution(suite.resolution, where)
+    if "erf" in suite.analyses:
+        _check_erf(suite.erf, where)
+
+
+def _check_eval_overrides(overrides: dict[str, Any], where: str) -> None:
+    eval_settings("whole", overrides, where=where)
+
+
+def eval_settings(preset: str, *layers: dict[str, Any], where: str):  # -> evaluate.EvalSettings
+    """An evaluate.PRESETS entry with each mapping of EvalSettings fields laid over it in turn."""
+    from .evaluate import PRESETS as EVAL_PRESETS
+    from .evaluate import EvalSettings
+
+    fields = to_mapping(EVAL_PRESETS[preset])
+    for layer in layers:
+        fields.update(layer)
+    return from_mapping(EvalSettings, fields, where)
+
+
+def _check_resolution(spec: ResolutionSpec | None, where: str) -> None:
+    from .evaluate import PRESETS as EVAL_PRESETS
+
+    if spec is None or not spec.tests:
+        raise ConfigError(f"{where}: analyses names 'resolution' but there is no resolution section with tests; "
+                          "add resolution: {tests: [{name: ..., eval: {...}}, ...]}")
+    tests = [t.name for t in spec.tests]
+    if len(set(tests)) != len(tests):
+        raise ConfigError(f"{where}: resolution test names must be unique, got {tests}")
+    if spec.baseline is not None and spec.baseline not in tests:
+        raise ConfigError(f"{where}: resolution.baseline {spec.baseline!r} is not one of the tests {tests}")
+    for i, t in enumerate(spec.tests):
+        if t.eval.preset not in EVAL_PRESETS:
+            raise ConfigError(f"{where}: resolution.tests[{i}].eval.preset {t.eval.preset!r}: choose one of "
+                              f"{', '.join(EVAL_PRESETS)}")
+        _check_eval_overrides(t.eval.overrides, f"{where}: resolution.tests[{i}].eval.overrides")
+
+
+def _check_erf(spec: ERFSpec | None, where: str) -> None:
+    from .erf import TAPS
+
+    if spec is None:
+        raise ConfigError(f"{where}: analyses names 'erf' but there is no erf section; add erf: {{images: 100}}")
+    if spec.images < 1 or spec.block < 1 or min(spec.size) < 32:
+        raise ConfigError(f"{where}: erf needs images ≥ 1, block ≥ 1 and a size of at least 32×32")
+    bad = [t for t in spec.taps if t not in TAPS]
+    if bad or not spec.taps:
+        raise ConfigError(f"{where}: erf.taps {bad or '[]'}: choose from {', '.join(TAPS)}")
 
 
 def _resolve_paths(suite: Suite, base: Path) -> Suite:
