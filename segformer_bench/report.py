@@ -649,6 +649,9 @@ def _write(path: Path, data: str | bytes) -> Path:
     return path
 
 
+Section = tuple[str, str, str]  # (heading, explanation HTML, content HTML) on the page
+
+
 def render_report(results: Mapping[Key, np.ndarray], class_names: Sequence[str], protocol: Protocol,
                   out_dir: str | os.PathLike, metadata: Mapping[str, object], reference_model: str | None = None,
                   include_published: bool = False, gallery: Gallery | None = None, *, n_resamples: int = 1000,
@@ -660,9 +663,28 @@ def render_report(results: Mapping[Key, np.ndarray], class_names: Sequence[str],
     bootstrap uses `seed` (default: ``metadata["seed"]``, else 0). Published rows are added only when the
     protocol is the paper's (same corruptions and severities).
     """
-    _check_results(results, class_names)
+    files, sections = corruption_report(results, class_names, protocol, metadata, reference_model, include_published,
+                                        gallery, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    title = f"{metadata.get('suite', 'segformer-bench')}: corruption robustness"
+    return write_report(out_dir, title, metadata, files, sections)
+
+
+def write_report(out_dir: str | os.PathLike, title: str, metadata: Mapping[str, object],
+                 files: Mapping[str, str | bytes], sections: Sequence[Section]) -> dict[str, Path]:
+    """Write `files` and ``index.html`` (the metadata, then `sections`) atomically into `out_dir`."""
     out_dir = check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    pages = {**files, "index.html": html_page(title, metadata, sections)}
+    return {name: _write(out_dir / name, data) for name, data in pages.items()}
+
+
+def corruption_report(results: Mapping[Key, np.ndarray], class_names: Sequence[str], protocol: Protocol,
+                      metadata: Mapping[str, object], reference_model: str | None = None,
+                      include_published: bool = False, gallery: Gallery | None = None, *, n_resamples: int = 1000,
+                      confidence: float = 0.95, seed: int | None = None) -> tuple[dict[str, str | bytes],
+                                                                                   list[Section]]:
+    """({file name: content}, page sections) of the corruption analysis; see ``render_report``."""
+    _check_results(results, class_names)
     if seed is None:
         seed = int(str(metadata.get("seed") or 0))
     models = model_names(results)
@@ -755,6 +777,4 @@ def render_report(results: Mapping[Key, np.ndarray], class_names: Sequence[str],
                          "the image (" + ("Cityscapes colours" if len(class_names) == 19 else "one colour per class")
                          + "; black = ignored).",
                          _figure(pngs["gallery.png"], "gallery of corrupted images and predictions")))
-    title = f"{metadata.get('suite', 'segformer-bench')}: corruption robustness"
-    files["index.html"] = html_page(title, metadata, sections)
-    return {name: _write(out_dir / name, data) for name, data in files.items()}
+    return files, sections

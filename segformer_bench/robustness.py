@@ -325,6 +325,24 @@ def bootstrap(results: Mapping[Key, np.ndarray], protocol: Protocol, *, referenc
     return out
 
 
+def paired_change(before: np.ndarray, after: np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95,
+                  seed: int = 0) -> Interval:
+    """mIoU(after) − mIoU(before) for per-image confusion matrices of the same images in the same order (the
+    same scenes at two test resolutions, say), with a paired percentile bootstrap interval over images."""
+    _check_bootstrap_args(n_resamples, confidence)
+    before, after = np.asarray(before), np.asarray(after)
+    if before.shape[0] != after.shape[0]:
+        raise ValueError(f"paired_change needs the same images on both sides, got {before.shape[0]} and "
+                         f"{after.shape[0]}")
+    n = before.shape[0]
+    counts = _resample_counts(n, n_resamples, seed)  # (B, N)
+    fa, fb = _features(after), _features(before)
+    value = float(_miou_from_features(fa.sum(0)) - _miou_from_features(fb.sum(0)))
+    diff = (_miou_from_features((counts @ fa.reshape(n, -1)).reshape(n_resamples, *fa.shape[1:]))
+            - _miou_from_features((counts @ fb.reshape(n, -1)).reshape(n_resamples, *fb.shape[1:])))
+    return _interval(value, diff, confidence)
+
+
 def _check_same_images(results: Mapping[Key, np.ndarray], models: Sequence[str], reference: str) -> None:
     """Paired resampling needs the same images for both models; the count is what the data lets us check."""
     def count(model: str) -> int:

@@ -123,8 +123,9 @@ class _Run:
         return self.rank == 0
 
     def models(self, names: tuple[str, ...]) -> list[ModelSpec]:
-        """The suite's models named in an analysis section (all of them when it names none), in suite order."""
-        return [m for m in self.suite.models if not names or m.name in names]
+        """The suite's models named in an analysis section, in its order (all, in suite order, when it names none)."""
+        by_name = {m.name: m for m in self.suite.models}
+        return [by_name[n] for n in names] if names else list(self.suite.models)
 
     def model(self, spec: ModelSpec, num_classes: int) -> torch.nn.Module:
         """`spec`'s model on the device (trained first if the suite says so); the last one is kept loaded."""
@@ -362,10 +363,9 @@ def _gallery(store: Store, model_name: str, model: torch.nn.Module, dataset: Seg
 
 def render_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                log: Callable[[str], None] = print) -> Path:
-    """``segformer-bench report RUN_DIR``: render the reports of a run from its store alone."""
-    from PIL import Image
-
-    from .report import render_report
+    """``segformer-bench report RUN_DIR``: render the reports of a run from its store alone — one page with a
+    part for every analysis that has finished results."""
+    from .report import corruption_report, write_report
 
     run = Path(run_dir)
     if not (run / "results.sqlite").is_file():
@@ -374,41 +374,75 @@ def render_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
     try:
         suite = store.get_meta("suite")
         results = store.cell_matrices()
-        if not results:
-            raise UserError(f"{run}: holds no finished cells yet")
+        resolution = store.resolution_results()
+        erf_blocks = store.erf_blocks()
         models = store.models()
         gallery_rows = store.gallery()
         versions = store.get_meta("versions")
     finally:
         store.close()
-    protocol = get_protocol(suite["corruptions"]["protocol"])
-    if suite["corruptions"]["cells"]:
-        protocol = protocol.restricted([tuple(c) for c in suite["corruptions"]["cells"]])
-    class_names = _class_names(suite["dataset"]["name"])
-    gallery = None
-    if gallery_rows:
-        from .report import Gallery
-
-        def decode(blob: bytes) -> np.ndarray:
-            return np.array(Image.open(io.BytesIO(blob)))
-
-        first_model = next(iter(models))
-        gallery = Gallery(images={(c, s): decode(img) for (m, c, s), (img, _) in gallery_rows.items()
-                                  if m == first_model},
-                          predictions={key: decode(pred) for key, (_, pred) in gallery_rows.items()})
+    if suite is None or not (results or resolution or erf_blocks):
+        raise UserError(f"{run}: holds no finished results yet")
+    seed = suite["seed"]
     metadata = {"suite": suite["name"], "description": suite.get("description", ""),
+                "analyses": ", ".join(suite.get("analyses", ["corruption"])),
                 "dataset": f"{suite['dataset']['name']} ({suite['dataset']['split']})",
                 "models": {name: {"checkpoint": info["checkpoint"], "sha256": info["sha256"]}
                            for name, info in models.items()},
-                "versions": versions, "seed": suite["seed"], "protocol": suite["corruptions"]["protocol"],
-                "backend": suite["corruptions"]["backend"]}
+                "versions": versions, "seed": seed}
+    files: dict[str, str | bytes] = {}
+    sections: list = []
+    if results:
+        protocol = get_protocol(suite["corruptions"]["protocol"])
+        if suite["corruptions"]["cells"]:
+            protocol = protocol.restricted([tuple(c) for c in suite["corruptions"]["cells"]])
+        metadata |= {"protocol": suite["corruptions"]["protocol"], "backend": suite["corruptions"]["backend"]}
+        part = corruption_report(results, _class_names(suite["dataset"]["name"]), protocol, metadata,
+                                 reference_model=suite.get("reference_model"),
+                                 include_published=suite.get("include_published", False),
+                                 gallery=_decode_gallery(gallery_rows) if gallery_rows else None,
+                                 seed=seed)
+        files |= part[0]
+        sections += part[1]
+    if resolution:
+        from .report_resolution import resolution_report
+
+        spec = suite["resolution"]
+        published = suite.get("include_published", False) and suite["dataset"]["name"] == "cityscapes"
+        part = resolution_report(resolution, [t["name"] for t in spec["tests"]], spec.get("baseline"), published,
+                                 seed=seed)
+        files |= part[0]
+        sections += part[1]
+    if erf_blocks:
+        from .report_erf import erf_report
+
+        order = suite["erf"]["models"] or [m["name"] for m in suite["models"]]
+        part = erf_report({k: erf_blocks[k] for k in sorted(erf_blocks, key=lambda k: (order.index(k[0]), k[1]))
+                           if k[0] in order}, tuple(suite["erf"]["size"]))
+        files |= part[0]
+        sections += part[1]
     out = Path(out_dir) if out_dir is not None else (Path(suite["report_dir"]) if suite.get("report_dir")
                                                     else Path.cwd() / "reports" / suite["name"])
-    written = render_report(results, class_names, protocol, out, metadata,
-                            reference_model=suite.get("reference_model"),
-                            include_published=suite.get("include_published", False), gallery=gallery)
+    title = f"{suite['name']}: " + ", ".join({"corruption": "corruption robustness", "resolution": "resolution shift",
+                                             "erf": "effective receptive fields"}[a]
+                                            for a in suite.get("analyses", ["corruption"]))
+    written = write_report(out, title, metadata, files, sections)
     log(f"wrote the report to {out} ({', '.join(sorted(p.name for p in written.values()))})")
     return out
+
+
+def _decode_gallery(rows: dict[tuple[str, str, int], tuple[bytes, bytes]]):  # -> report.Gallery
+    """The stored gallery: the images as the first model with a gallery stored them, every model's predictions."""
+    from PIL import Image
+
+    from .report import Gallery
+
+    def decode(blob: bytes) -> np.ndarray:
+        return np.array(Image.open(io.BytesIO(blob)))
+
+    first_model = next(iter(rows))[0]
+    return Gallery(images={(c, s): decode(img) for (m, c, s), (img, _) in rows.items() if m == first_model},
+                   predictions={key: decode(pred) for key, (_, pred) in rows.items()})
 
 
 def _class_names(dataset: str) -> tuple[str, ...]:

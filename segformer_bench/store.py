@@ -101,8 +101,9 @@ class Store:
     # models ----------------------------------------------------------------------------------------
     def set_model(self, name: str, checkpoint: str, sha256: str, config: dict) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)",
-                            (name, checkpoint, sha256, json.dumps(config)))
+            self.db.execute("INSERT INTO models VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                            "checkpoint = excluded.checkpoint, sha256 = excluded.sha256, config = excluded.config",
+                            (name, checkpoint, sha256, json.dumps(config)))  # keeps the first-seen order
 
     def models(self) -> dict[str, dict]:
         return {name: {"checkpoint": ckpt, "sha256": sha, "config": json.loads(cfg)}
@@ -158,10 +159,13 @@ class Store:
                  _npy(per_image), json.dumps(names), int(input_size[0]), int(input_size[1]), seed, seconds,
                  time.time()))
 
-    def resolution(self) -> dict[tuple[str, str], tuple[np.ndarray, tuple[int, int]]]:
-        """(model, test) → (per-image confusion matrices, the network's input size at that test)."""
-        return {(m, t): (_from_npy(blob), (h, w)) for m, t, blob, h, w in self.db.execute(
-            "SELECT model, test, per_image, input_h, input_w FROM resolution ORDER BY rowid")}
+    def resolution_results(self):  # -> dict[(model, test), report_resolution.TestResult]
+        """(model, test) → per-image confusion matrices, image names and the network's input size."""
+        from .report_resolution import TestResult
+
+        return {(m, t): TestResult(_from_npy(blob), tuple(json.loads(names)), (h, w))
+                for m, t, blob, names, h, w in self.db.execute(
+                    "SELECT model, test, per_image, names, input_h, input_w FROM resolution ORDER BY rowid")}
 
     # effective receptive fields --------------------------------------------------------------------
     def has_erf_block(self, model: str, block: int) -> bool:
