@@ -139,8 +139,11 @@ def _validate(args: argparse.Namespace) -> int:
 
     for path in args.suites:
         suite = load_suite(path)
-        print(f"{suite.source}: ok ({suite.name}: {len(suite.models)} model(s), {suite.dataset.name}, "
-              f"protocol {suite.corruptions.protocol})")
+        parts = {"corruption": f"corruption (protocol {suite.corruptions.protocol})",
+                 "resolution": f"resolution ({len(suite.resolution.tests) if suite.resolution else 0} tests)",
+                 "erf": f"erf ({suite.erf.images if suite.erf else 0} images)"}
+        print(f"{suite.source}: ok ({suite.name}: {len(suite.models)} model(s), {suite.dataset.name}; "
+              f"{', '.join(parts[a] for a in suite.analyses)})")
     return 0
 
 

@@ -313,3 +313,27 @@ def test_erf_blocks_merge_to_the_mean_and_report_unreached_thresholds():
     raw = np.load(__import__("io").BytesIO(maps_npz({"M": ModelERF(m.maps, m.counts, m.skipped, m.images)})))
     np.testing.assert_array_equal(raw["M/stage1"], 2 * ones)
     assert list(raw["M/images"]) == ["a", "b", "c"]
+
+
+def test_a_models_own_eval_settings_apply_to_it_only(tmp_path):
+    from segformer_bench.suite import SUITES_DIR, eval_settings
+
+    slide = {"mode": "slide", "crop": [32, 32], "stride": [24, 24]}
+    path = _suite_file(tmp_path, analyses=["corruption"], resolution=None, erf=None,
+                       corruptions={"protocol": "segformer", "cells": [["contrast", 1]], "models": ["Mix", "PE"]},
+                       models=[{"name": "Mix", "variant": "b0", "checkpoint": "mix.pt"},
+                               {"name": "PE", "variant": "b0", "checkpoint": "pe.pt", "eval": slide}])
+    run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=_quiet)
+    store = Store(run / "results.sqlite")
+    cells = store.cell_matrices()
+    store.close()
+    ds = build_dataset("synthcity", "val", size=SIZE, length=5)
+    for name, settings in (("Mix", EvalSettings(mode="whole")),
+                           ("PE", EvalSettings(mode="slide", crop=(32, 32), stride=(24, 24)))):
+        want = evaluate(sb.load_model(tmp_path / f"{name.lower()}.pt"), ds, settings, limit=3)
+        assert np.array_equal(cells[(name, "clean", 0)], want.per_image), name
+    # the ADE20K suite tests B5 at short side 640 as released, the others at 512
+    ade = load_suite(SUITES_DIR / "ade20k_c.yaml")
+    scales = {m.name: eval_settings(ade.eval.preset, ade.eval.overrides, m.eval, where="ade").img_scale
+              for m in ade.models}
+    assert scales["SegFormer-B5"] == (2048, 640) and scales["SegFormer-B0"] == (2048, 512)
