@@ -92,8 +92,9 @@ def _model_checkpoint(spec: ModelSpec, suite: Suite, run_dir: Path, progress: bo
               "seed": suite.seed, "device": suite.device}
     config = from_mapping(TrainConfig, fields, f"{suite.source}: model {spec.name!r}, train.overrides")
     target = run_dir / "train" / _slug(spec.name)
-    log(f"training {spec.name} ({spec.variant}) in {target}")
-    return str(train(config, target, progress=progress, log=log))
+    if not (target / "model.pt").exists():
+        log(f"training {spec.name} ({spec.variant}) in {target}")
+    return str(train(config, target, progress=progress, log=log))  # checks the config; returns at once if done
 
 
 def _png(array: np.ndarray) -> bytes:

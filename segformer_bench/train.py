@@ -387,11 +387,11 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"][local_rank % len(state["rng"]["cuda"])])
         start = int(state["iteration"])
+        if start >= config.iters and run.final.exists():
+            return run.final  # finished: nothing to resume
         if main:
             run.truncate_log(start)
             log(f"resuming from {latest} at iteration {start}")
-    if start >= config.iters and run.final.exists():
-        return run.final
 
     ddp_model: torch.nn.Module = model
     if world > 1:

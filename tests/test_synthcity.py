@@ -204,3 +204,23 @@ def test_patterns_are_box_filtered_exactly(period, duty):
         expected = ((s % period) < duty * period).mean(axis=1)
         got = _pulses(t, period, duty, np.full_like(t, footprint))
         assert np.abs(got - expected).max() < 2e-3
+
+
+def test_cache_returns_the_rendered_sample_and_survives_a_damaged_file(tmp_path, monkeypatch):
+    from segformer_bench.data.synthcity import SynthCity
+
+    monkeypatch.setenv("SEGFORMER_BENCH_CACHE_DIR", str(tmp_path))
+    plain = SynthCity("val", size=(32, 64), length=3)
+    cached = SynthCity("val", size=(32, 64), length=3, cache=True)
+    first = cached.load(1)
+    files = list(tmp_path.rglob("*.npz"))
+    assert [f.name for f in files] == ["000001.npz"] and "val-0-32x64" in str(files[0])
+    for again in (first, cached.load(1)):  # rendered, then read back from the file
+        assert all(np.array_equal(a, b) for a, b in zip(again, plain.load(1), strict=True))
+    files[0].write_bytes(b"not an npz")
+    assert np.array_equal(cached.load(1)[0], plain.load(1)[0])  # re-rendered and rewritten
+    assert np.array_equal(np.load(files[0])["label"], plain.load(1)[1])
+    other = SynthCity("val", size=(48, 96), length=3, cache=True)  # another size: another cache directory
+    assert other.load(1)[0].shape == (48, 96, 3) and len(list(tmp_path.rglob("*.npz"))) == 2
+    with pytest.raises(UserError, match="cache must be true or false"):
+        SynthCity("val", cache="yes")

@@ -25,14 +25,23 @@ objects are small. Colours of different classes overlap on purpose (grey cars on
 trees, beige walls by beige facades): the task needs shape and context, not a colour lookup.
 
 Every sample is determined by ``np.random.default_rng([seed, split_code, index])``; no global random state.
+Rendering costs tens of milliseconds per small sample, which dominates short CPU runs that see each scene
+many times (training epochs, every corruption cell); ``cache=True`` keeps each rendered sample as an .npz
+under :func:`cache_dir`, keyed by a digest of this module's source, the split, seed, size and index, written
+atomically (loader workers may render the same sample at once) and re-rendered if unreadable.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import heapq
 import math
+import os
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -1793,7 +1802,7 @@ class SynthCity(SegmentationDataset):
     info = DatasetInfo("synthcity", len(CITYSCAPES_CLASSES), CITYSCAPES_CLASSES)
 
     def __init__(self, split: str = "train", size: tuple[int, int] = (512, 1024), length: int | None = None,
-                 seed: int = 0):
+                 seed: int = 0, cache: bool = False):
         if split not in SPLITS:
             raise UserError(f"SynthCity has no split {split!r}; choose one of {', '.join(SPLITS)}")
         if length is not None and (not isinstance(length, int) or length < 0):
@@ -1801,8 +1810,11 @@ class SynthCity(SegmentationDataset):
                             f"got {length!r}")
         if not isinstance(seed, int) or seed < 0:
             raise UserError(f"SynthCity seed must be a non-negative integer; got {seed!r}")
+        if not isinstance(cache, bool):
+            raise UserError(f"SynthCity cache must be true or false; got {cache!r}")
         self.split, self.size, self.seed = split, _check_size(size), seed
         self.length = SPLITS[split][1] if length is None else length
+        self.cache = cache_dir() / _generator_id() / f"{split}-{seed}-{self.size[0]}x{self.size[1]}" if cache else None
 
     def __len__(self) -> int:
         return self.length
@@ -1817,6 +1829,36 @@ class SynthCity(SegmentationDataset):
         return generate_scene(np.random.default_rng([self.seed, SPLITS[self.split][0], index]))
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        cached = self.cache / f"{index:06d}.npz" if self.cache is not None else None
+        if cached is not None and cached.is_file():
+            try:
+                with np.load(cached) as f:
+                    image, label = f["image"], f["label"]
+                check_sample(image, label, self.info.num_classes, self.name(index))
+                if image.shape[:2] == tuple(self.size):
+                    return image, label
+            except (OSError, ValueError, KeyError, UserError, zipfile.BadZipFile):
+                pass  # unreadable or stale: render it again and overwrite
         image, label = render(self.scene(index), self.size)
         check_sample(image, label, self.info.num_classes, self.name(index))
+        if cached is not None:
+            from ..image_io import atomic_path
+
+            with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, image=image, label=label)
         return image, label
+
+
+def cache_dir() -> Path:
+    """Where rendered SynthCity samples are kept when a dataset asks for a cache: $SEGFORMER_BENCH_CACHE_DIR,
+    else $XDG_CACHE_HOME/segformer-bench/synthcity, else ~/.cache/segformer-bench/synthcity."""
+    if os.environ.get("SEGFORMER_BENCH_CACHE_DIR"):
+        return Path(os.environ["SEGFORMER_BENCH_CACHE_DIR"]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "segformer-bench" / "synthcity"
+
+
+@functools.cache
+def _generator_id() -> str:
+    """A digest of this module's source: any change to the generator or renderer starts a fresh cache."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
