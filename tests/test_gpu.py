@@ -31,3 +31,34 @@ def test_mixed_precision_training_on_cuda(tmp_path, amp):
     path = train(config, tmp_path / amp, progress=False, log=lambda _: None)
     state = torch.load(path, map_location="cpu", weights_only=True)["model"]
     assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+@pytest.mark.parametrize("variant", ["b0", "deeplabv3plus-r50"])
+def test_erf_maps_on_cuda_match_cpu(variant):
+    from segformer_bench.erf import contribution_maps
+
+    model = sb.build_model(variant, 19).eval()
+    x = torch.randn(2, 3, 96, 96)
+    want = contribution_maps(model, x)
+    got = contribution_maps(model.cuda(), x.cuda())
+    for tap, m in want.items():
+        assert got[tap].device.type == "cuda"
+        torch.testing.assert_close(got[tap].cpu(), m, rtol=1e-3, atol=1e-3 * float(m.abs().max()))
+
+
+def test_every_analysis_runs_on_cuda(tmp_path):
+    from segformer_bench.runner import run_suite
+    from segformer_bench.store import Store
+    from segformer_bench.suite import load_suite
+
+    from .test_analyses import _suite_file
+
+    path = _suite_file(tmp_path, analyses=["corruption", "resolution", "erf"], device="cuda",
+                       corruptions={"protocol": "segformer", "cells": [["fog", 1]], "backend": "torch"})
+    run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=lambda _: None)
+    store = Store(run / "results.sqlite")
+    try:
+        assert len(store.cell_matrices()) == 6 and len(store.resolution_results()) == 4
+        assert len(store.erf_blocks()) == 6
+    finally:
+        store.close()
