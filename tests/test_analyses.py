@@ -86,20 +86,21 @@ def test_bad_analysis_sections_name_the_file_and_field(tmp_path, change, message
 # --- runner: stored numbers and resume -------------------------------------------------------------------------
 
 
-def _resolution_rows(run) -> dict:
+def _stored(run, what: str) -> dict:
+    """A run's stored results by Store method name."""
     store = Store(run / "results.sqlite")
     try:
-        return store.resolution_results()
+        return getattr(store, what)()
     finally:
         store.close()
+
+
+def _resolution_rows(run) -> dict:
+    return _stored(run, "resolution_results")
 
 
 def _erf_blocks(run) -> dict:
-    store = Store(run / "results.sqlite")
-    try:
-        return store.erf_blocks()
-    finally:
-        store.close()
+    return _stored(run, "erf_blocks")
 
 
 def _hand_erf(model: torch.nn.Module, image: np.ndarray, stage: int) -> np.ndarray:
