@@ -338,3 +338,71 @@ def test_a_models_own_eval_settings_apply_to_it_only(tmp_path):
     scales = {m.name: eval_settings(ade.eval.preset, ade.eval.overrides, m.eval, where="ade").img_scale
               for m in ade.models}
     assert scales["SegFormer-B5"] == (2048, 640) and scales["SegFormer-B0"] == (2048, 512)
+
+
+def test_kill_9_during_erf_then_resume_gives_the_uninterrupted_maps(tmp_path):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    path = _suite_file(tmp_path, analyses=["erf"], erf={"models": ["Mix"], "images": 5, "block": 1, "size": [64, 64]})
+    cmd = [sys.executable, "-m", "segformer_bench", "run", path, "--no-report", "--no-progress", "--run-dir"]
+    proc = subprocess.Popen([*cmd, str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    db = tmp_path / "killed" / "results.sqlite"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as conn:
+                    if conn.execute("SELECT count(*) FROM erf").fetchone()[0] >= 1:
+                        break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.02)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 1 <= len(_erf_blocks(tmp_path / "killed")) < 5  # it really was interrupted, after a block
+    subprocess.run([*cmd, str(tmp_path / "killed")], check=True, capture_output=True)
+    subprocess.run([*cmd, str(tmp_path / "straight")], check=True, capture_output=True)
+    killed, straight = _erf_blocks(tmp_path / "killed"), _erf_blocks(tmp_path / "straight")
+    assert sorted(killed) == sorted(straight) == [("Mix", b) for b in range(5)]
+    for key, block in straight.items():
+        for tap, a in block["sums"].items():
+            np.testing.assert_array_equal(killed[key]["sums"][tap], a)
+
+
+def _run_rank(rank, world, port, suite_path, run_dir):
+    import os
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    try:
+        run_suite(load_suite(suite_path), run_dir, progress=False, render=False, log=_quiet)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_ranks_store_the_resolution_and_erf_numbers_of_one_process(tmp_path):
+    import socket
+
+    path = _suite_file(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_run_rank, args=(2, port, path, str(tmp_path / "ddp")), nprocs=2, join=True)
+    run_suite(load_suite(path), tmp_path / "one", progress=False, render=False, log=_quiet)
+    ddp, one = _resolution_rows(tmp_path / "ddp"), _resolution_rows(tmp_path / "one")
+    assert sorted(ddp) == sorted(one)
+    for key, row in one.items():
+        assert np.array_equal(ddp[key].per_image, row.per_image) and ddp[key].names == row.names
+    ddp_blocks, one_blocks = _erf_blocks(tmp_path / "ddp"), _erf_blocks(tmp_path / "one")
+    assert sorted(ddp_blocks) == sorted(one_blocks)
+    for key, block in one_blocks.items():
+        assert ddp_blocks[key]["names"] == block["names"]
+        for tap, a in block["sums"].items():
+            np.testing.assert_allclose(ddp_blocks[key]["sums"][tap], a, rtol=1e-6, atol=0)
