@@ -230,3 +230,9 @@ needs_browser = pytest.mark.skipif(_browser() is None, reason="no Chromium/Chrom
 @needs_browser
 def test_every_image_loads_in_a_headless_browser(report: dict[str, Path], tmp_path: Path):
     assert images_loaded_in_browser(report["index.html"], tmp_path) == (3, 3)
+
+
+def test_files_get_the_permissions_of_a_plain_open(report: dict[str, Path], tmp_path: Path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert {p.stat().st_mode & 0o777 for p in report.values()} == {plain.stat().st_mode & 0o777}
