@@ -252,12 +252,12 @@ def _miou(cm: np.ndarray) -> float:
 def test_resolution_summary_by_hand():
     a = np.stack([_cm(8, 2, 1, 1), _cm(5, 5)])  # baseline, images x and y
     b = np.stack([_cm(6, 2, 2, 2), _cm(4, 4, 1, 1)])
-    results = {("M", "base"): ResolutionResult(a, ("x", "y"), (32, 32)),
-               ("M", "big"): ResolutionResult(b, ("x", "y"), (64, 128)),
-               ("N", "base"): ResolutionResult(a, ("x", "y"), (32, 32)),
-               ("N", "big"): ResolutionResult(b[:1], ("x",), (64, 128))}
+    results = {("M", "base"): ResolutionResult(a, ("x", "y"), (768, 768)),
+               ("M", "big"): ResolutionResult(b, ("x", "y"), (1024, 2048)),
+               ("N", "base"): ResolutionResult(a, ("x", "y"), (768, 768)),
+               ("N", "big"): ResolutionResult(b[:1], ("x",), (1024, 2048))}
     summary = summarize_resolution(results, ["base", "big"], None, n_resamples=200, seed=3)
-    assert summary.baseline == "base" and summary.input_size == {"base": (32, 32), "big": (64, 128)}
+    assert summary.baseline == "base" and summary.input_size == {"base": (768, 768), "big": (1024, 2048)}
     assert summary.miou[("M", "base")] == pytest.approx(_miou(a.sum(0)))
     change = summary.change[("M", "big")]
     assert change.value == pytest.approx(_miou(b.sum(0)) - _miou(a.sum(0)))
@@ -272,6 +272,10 @@ def test_resolution_summary_by_hand():
     assert table.rows[2][1] == ["77.3", "74.0", "−3.3"] and table.rows[3][1] == ["80.5", "79.8", "−0.7"]
     files, sections = resolution_report(results, ["base", "big"], "base", False, n_resamples=50)
     assert "PE (published)" not in files["resolution.md"] and files["resolution.png"].startswith(b"\x89PNG")
+    other = {k: ResolutionResult(r.per_image, r.names, (32, 32) if k[1] == "base" else (64, 128))
+             for k, r in results.items()}  # not the paper's test sizes: its rows would not fit
+    assert "(published)" not in resolution_report(other, ["base", "big"], "base", True, n_resamples=50)[0][
+        "resolution.md"]
 
 
 def test_paired_change_of_identical_sides_is_exactly_zero():
