@@ -669,13 +669,28 @@ def render_report(results: Mapping[Key, np.ndarray], class_names: Sequence[str],
     return write_report(out_dir, title, metadata, files, sections)
 
 
+REPORT_KINDS = ("tables", "plots", "html", "gallery")
+
+
+def report_kind(name: str) -> str:
+    """Which of a suite's `reports` a file belongs to: tables (.md, .tex, .csv and raw data), plots (.png),
+    gallery (gallery.png) or html (index.html)."""
+    if name == "index.html":
+        return "html"
+    if name == "gallery.png":
+        return "gallery"
+    return "plots" if name.endswith(".png") else "tables"
+
+
 def write_report(out_dir: str | os.PathLike, title: str, metadata: Mapping[str, object],
-                 files: Mapping[str, str | bytes], sections: Sequence[Section]) -> dict[str, Path]:
-    """Write `files` and ``index.html`` (the metadata, then `sections`) atomically into `out_dir`."""
+                 files: Mapping[str, str | bytes], sections: Sequence[Section],
+                 kinds: Sequence[str] = REPORT_KINDS) -> dict[str, Path]:
+    """Write those of `files` and ``index.html`` (the metadata, then `sections`) whose kind is in `kinds`,
+    atomically, into `out_dir`. The page embeds every plot whether or not the PNG files are written."""
     out_dir = check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pages = {**files, "index.html": html_page(title, metadata, sections)}
-    return {name: _write(out_dir / name, data) for name, data in pages.items()}
+    pages = {**files, "index.html": html_page(title, metadata, sections)} if "html" in kinds else dict(files)
+    return {name: _write(out_dir / name, data) for name, data in pages.items() if report_kind(name) in kinds}
 
 
 def corruption_report(results: Mapping[Key, np.ndarray], class_names: Sequence[str], protocol: Protocol,

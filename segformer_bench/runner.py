@@ -366,7 +366,7 @@ def render_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
                log: Callable[[str], None] = print) -> Path:
     """``segformer-bench report RUN_DIR``: render the reports of a run from its store alone — one page with a
     part for every analysis that has finished results."""
-    from .report import corruption_report, write_report
+    from .report import REPORT_KINDS, corruption_report, write_report
 
     run = Path(run_dir)
     if not (run / "results.sqlite").is_file():
@@ -427,8 +427,9 @@ def render_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
     title = f"{suite['name']}: " + ", ".join({"corruption": "corruption robustness", "resolution": "resolution shift",
                                              "erf": "effective receptive fields"}[a]
                                             for a in suite.get("analyses", ["corruption"]))
-    written = write_report(out, title, metadata, files, sections)
-    log(f"wrote the report to {out} ({', '.join(sorted(p.name for p in written.values()))})")
+    written = write_report(out, title, metadata, files, sections, suite.get("reports", REPORT_KINDS))
+    log(f"wrote the report to {out} ({', '.join(sorted(p.name for p in written.values()))})" if written else
+        "the suite asks for no reports (reports: []); nothing written")
     return out
 
 

@@ -410,3 +410,13 @@ def test_two_ranks_store_the_resolution_and_erf_numbers_of_one_process(tmp_path)
         assert ddp_blocks[key]["names"] == block["names"]
         for tap, a in block["sums"].items():
             np.testing.assert_allclose(ddp_blocks[key]["sums"][tap], a, rtol=1e-6, atol=0)
+
+
+def test_only_the_reports_the_suite_asks_for_are_written(tmp_path):
+    from segformer_bench.runner import render_run
+
+    path = _suite_file(tmp_path, reports=["tables"], erf={"models": ["Mix"], "images": 2, "size": [32, 32]})
+    run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=_quiet)
+    out = render_run(run, tmp_path / "tables", log=_quiet)
+    assert sorted(p.name for p in out.iterdir()) == ["erf_area.csv", "erf_area.md", "erf_area.tex", "erf_maps.npz",
+                                                    "resolution.csv", "resolution.md", "resolution.tex"]
