@@ -1,13 +1,20 @@
-"""``segformer-bench run SUITE``: every (model, corruption, severity) cell and the clean set, resumable.
+"""``segformer-bench run SUITE``: the suite's analyses, each stored unit by unit and resumable.
 
 For each model the runner takes its checkpoint, or trains it first (``train.train``, itself resumable, into
-``<run dir>/train/<model>``). Each cell is evaluated on the suite's dataset with the images corrupted on the
-fly (``fast``/``reference`` backend in the data-loading workers, ``torch`` on the model's device) or read
-from a tree made by ``segformer-bench corrupt``, and stored in ``<run dir>/results.sqlite`` in one
-transaction. Running the same command again skips every stored cell; a run directory made by a different
-suite is refused unless ``restart``. Under torchrun the images of each cell are sharded over the ranks and
-rank 0 stores the gathered result. Corruption seeds derive from (suite seed, image id, corruption,
-severity), so every model sees the same corrupted images and results do not depend on order or sharding.
+``<run dir>/train/<model>``). The analyses, in the suite's order:
+
+* ``corruption``: every (model, corruption, severity) cell and the clean set, the images corrupted on the
+  fly (``fast``/``reference`` backend in the data-loading workers, ``torch`` on the model's device) or read
+  from a tree made by ``segformer-bench corrupt``. Corruption seeds derive from (suite seed, image id,
+  corruption, severity), so every model sees the same corrupted images whatever the order or sharding;
+* ``resolution``: every (model, test resolution) pair, each test with its own dataset options (SynthCity
+  renders the same scenes larger) and evaluation settings;
+* ``erf``: each model's contribution maps over the first N images, in blocks of ``erf.block`` images.
+
+Each finished unit (cell, test, block) is one transaction in ``<run dir>/results.sqlite``; running the
+same command again skips every stored unit, and a run directory made by a different suite is refused
+unless ``restart``. Under torchrun the images of each cell and test are sharded over the ranks, ERF blocks
+are dealt out to them, and rank 0 stores the gathered results.
 """
 
 from __future__ import annotations
