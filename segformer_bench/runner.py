@@ -295,6 +295,26 @@ def _erf_block(ctx: _Run, model: torch.nn.Module, dataset: SegmentationDataset, 
             "seconds": time.perf_counter() - t0}
 
 
+def _silent(_: str) -> None:
+    pass
+
+
+def _erf_images(dataset: SegmentationDataset, names: tuple[str, ...], count: int,
+                log: Callable[[str], None]) -> list[int]:
+    """Dataset indices of the ERF images: those named, in the listed order, or the first `count`."""
+    if names:
+        index = {dataset.name(i): i for i in range(len(dataset))}
+        missing = [n for n in names if n not in index]
+        if missing:
+            example = dataset.name(0) if len(dataset) else "none"
+            raise UserError(f"erf.names: {len(missing)} image(s) not in the dataset, e.g. {missing[0]!r} (names look "
+                            f"like {example!r}); fix the list or the dataset's root and split")
+        return [index[n] for n in names]
+    if count > len(dataset):
+        log(f"erf: the dataset has {len(dataset)} images, fewer than the {count} asked for; using all")
+    return list(range(min(count, len(dataset))))
+
+
 def _run_erf(ctx: _Run) -> None:
     """The ERF of every tap of every model over the first N images, in blocks; each block is one stored row.
 
@@ -302,10 +322,9 @@ def _run_erf(ctx: _Run) -> None:
     store, spec = ctx.store, ctx.suite.erf
     assert spec is not None
     dataset = ctx.dataset(**spec.dataset_options)
-    n = min(spec.images, len(dataset))
-    if n < spec.images and ctx.main:
-        ctx.log(f"erf: the dataset has {len(dataset)} images, fewer than the {spec.images} asked for; using all")
-    blocks = [list(range(i, min(i + spec.block, n))) for i in range(0, n, spec.block)]
+    images = _erf_images(dataset, spec.names, spec.images, ctx.log if ctx.main else _silent)
+    n = len(images)
+    blocks = [images[i: i + spec.block] for i in range(0, n, spec.block)]
     models = ctx.models(spec.models)
     bar = ctx.bar(len(models) * n, "erf", "img")
     try:

@@ -95,6 +95,7 @@ class ERFSpec:
     """The effective-receptive-field analysis over the first `images` images of the suite's dataset."""
 
     images: int = 100
+    names: tuple[str, ...] = ()  # explicit image names (as the dataset names them) instead of the first `images`
     size: tuple[int, int] = (1024, 1024)  # input (H, W): each image resized to cover it, then centre-cropped
     models: tuple[str, ...] = ()  # default: all
     taps: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage4", "fused", "logits")
@@ -223,6 +224,8 @@ def _check_erf(spec: ERFSpec | None, where: str) -> None:
         raise ConfigError(f"{where}: analyses names 'erf' but there is no erf section; add erf: {{images: 100}}")
     if spec.images < 1 or spec.block < 1 or min(spec.size) < 32:
         raise ConfigError(f"{where}: erf needs images ≥ 1, block ≥ 1 and a size of at least 32×32")
+    if len(set(spec.names)) != len(spec.names):
+        raise ConfigError(f"{where}: erf.names lists an image more than once")
     bad = [t for t in spec.taps if t not in TAPS]
     if bad or not spec.taps:
         raise ConfigError(f"{where}: erf.taps {bad or '[]'}: choose from {', '.join(TAPS)}")

@@ -420,3 +420,17 @@ def test_only_the_reports_the_suite_asks_for_are_written(tmp_path):
     out = render_run(run, tmp_path / "tables", log=_quiet)
     assert sorted(p.name for p in out.iterdir()) == ["erf_area.csv", "erf_area.md", "erf_area.tex", "erf_maps.npz",
                                                     "resolution.csv", "resolution.md", "resolution.tex"]
+
+
+def test_erf_over_a_listed_set_of_images(tmp_path):
+    listed = ["synthcity/val/000003", "synthcity/val/000001", "synthcity/val/000004"]
+    path = _suite_file(tmp_path, analyses=["erf"], erf={"models": ["Mix"], "names": listed, "block": 2,
+                                                        "size": [32, 32]})
+    run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=_quiet)
+    blocks = _erf_blocks(run)
+    assert [blocks[("Mix", b)]["names"] for b in (0, 1)] == [listed[:2], listed[2:]]
+    bad = _suite_file(tmp_path, analyses=["erf"], erf={"names": ["synthcity/val/000009"]})
+    with pytest.raises(sb.UserError, match=r"erf.names: 1 image\(s\) not in the dataset, e.g. 'synthcity/val/000009'"):
+        run_suite(load_suite(bad), tmp_path / "bad", progress=False, render=False, log=_quiet)
+    with pytest.raises(ConfigError, match="lists an image more than once"):
+        load_suite(_suite_file(tmp_path, erf={"names": listed[:1] * 2}))
