@@ -24,6 +24,7 @@ from segformer_bench.store import Store
 from segformer_bench.suite import load_suite
 
 from .test_report import images_loaded_in_browser, needs_browser
+from .test_runner import run_then_kill_9, run_two_gloo_ranks
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -345,30 +346,10 @@ def test_a_models_own_eval_settings_apply_to_it_only(tmp_path):
 
 
 def test_kill_9_during_erf_then_resume_gives_the_uninterrupted_maps(tmp_path):
-    import os
-    import signal
-    import sqlite3
     import subprocess
-    import sys
-    import time
 
     path = _suite_file(tmp_path, analyses=["erf"], erf={"models": ["Mix"], "images": 5, "block": 1, "size": [64, 64]})
-    cmd = [sys.executable, "-m", "segformer_bench", "run", path, "--no-report", "--no-progress", "--run-dir"]
-    proc = subprocess.Popen([*cmd, str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    db = tmp_path / "killed" / "results.sqlite"
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=1) as conn:
-                    if conn.execute("SELECT count(*) FROM erf").fetchone()[0] >= 1:
-                        break
-            except sqlite3.OperationalError:
-                pass
-        time.sleep(0.02)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    cmd = run_then_kill_9(path, tmp_path / "killed", "erf", 1)
     assert 1 <= len(_erf_blocks(tmp_path / "killed")) < 5  # it really was interrupted, after a block
     subprocess.run([*cmd, str(tmp_path / "killed")], check=True, capture_output=True)
     subprocess.run([*cmd, str(tmp_path / "straight")], check=True, capture_output=True)
@@ -379,26 +360,9 @@ def test_kill_9_during_erf_then_resume_gives_the_uninterrupted_maps(tmp_path):
             np.testing.assert_array_equal(killed[key]["sums"][tap], a)
 
 
-def _run_rank(rank, world, port, suite_path, run_dir):
-    import os
-
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    try:
-        run_suite(load_suite(suite_path), run_dir, progress=False, render=False, log=_quiet)
-    finally:
-        torch.distributed.destroy_process_group()
-
-
 def test_two_ranks_store_the_resolution_and_erf_numbers_of_one_process(tmp_path):
-    import socket
-
     path = _suite_file(tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_run_rank, args=(2, port, path, str(tmp_path / "ddp")), nprocs=2, join=True)
+    run_two_gloo_ranks(path, tmp_path / "ddp")
     run_suite(load_suite(path), tmp_path / "one", progress=False, render=False, log=_quiet)
     ddp, one = _resolution_rows(tmp_path / "ddp"), _resolution_rows(tmp_path / "one")
     assert sorted(ddp) == sorted(one)

@@ -141,31 +141,40 @@ def test_run_then_report_from_the_store(tmp_path, capsys):
     assert "no results.sqlite" in capsys.readouterr().err
 
 
-def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_numbers(tmp_path):
+def run_then_kill_9(suite_path: str, run_dir, table: str, rows: int) -> list[str]:
+    """Start `segformer-bench run` in a subprocess and SIGKILL it once `table` of its store has `rows` rows;
+    returns the command line (without the run directory) for the reruns."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    cells = [["contrast", s] for s in (1, 2, 3, 4, 5)] + [["gaussian_noise", s] for s in (1, 2, 3)]
-    path = _suite_file(tmp_path, corruptions={"protocol": "segformer", "cells": cells, "backend": "reference"})
-    cmd = [sys.executable, "-m", "segformer_bench", "run", path, "--no-report", "--no-progress", "--run-dir"]
-    proc = subprocess.Popen([*cmd, str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "segformer_bench", "run", suite_path, "--no-report", "--no-progress", "--run-dir"]
+    proc = subprocess.Popen([*cmd, str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
+    db = run_dir / "results.sqlite"
     while time.monotonic() < deadline and proc.poll() is None:
-        db = tmp_path / "killed" / "results.sqlite"
         if db.exists():
             try:
                 with sqlite3.connect(db, timeout=1) as conn:
-                    if conn.execute("SELECT count(*) FROM cells").fetchone()[0] >= 2:
+                    if conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] >= rows:  # noqa: S608
                         break
             except sqlite3.OperationalError:
                 pass
-        time.sleep(0.05)
+        time.sleep(0.02)
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    return cmd
+
+
+def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_numbers(tmp_path):
+    import subprocess
+
+    cells = [["contrast", s] for s in (1, 2, 3, 4, 5)] + [["gaussian_noise", s] for s in (1, 2, 3)]
+    path = _suite_file(tmp_path, corruptions={"protocol": "segformer", "cells": cells, "backend": "reference"})
+    cmd = run_then_kill_9(path, tmp_path / "killed", "cells", 2)
     assert len(_cells(tmp_path / "killed")) < len(cells) + 1  # it really was interrupted
     subprocess.run([*cmd, str(tmp_path / "killed")], check=True, capture_output=True)
     subprocess.run([*cmd, str(tmp_path / "straight")], check=True, capture_output=True)
@@ -184,22 +193,28 @@ def _run_rank(rank, world, port, suite_path, run_dir):
 
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
+    torch.set_num_threads(1)
     try:
         run_suite(load_suite(suite_path), run_dir, progress=False, render=False, log=lambda _: None)
     finally:
         torch.distributed.destroy_process_group()
 
 
-def test_two_ranks_give_the_numbers_of_one_process(tmp_path):
+def run_two_gloo_ranks(suite_path: str, run_dir) -> None:
+    """`run_suite` in two processes joined by a gloo process group, as torchrun would start them."""
     import socket
 
     import torch
 
-    path = _suite_file(tmp_path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_run_rank, args=(2, port, path, str(tmp_path / "ddp")), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_run_rank, args=(2, port, suite_path, str(run_dir)), nprocs=2, join=True)
+
+
+def test_two_ranks_give_the_numbers_of_one_process(tmp_path):
+    path = _suite_file(tmp_path)
+    run_two_gloo_ranks(path, tmp_path / "ddp")
     run_suite(load_suite(path), tmp_path / "one", progress=False, render=False, log=lambda _: None)
     a, b = Store(tmp_path / "ddp" / "results.sqlite"), Store(tmp_path / "one" / "results.sqlite")
     ma, mb = a.cell_matrices(), b.cell_matrices()
