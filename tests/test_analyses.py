@@ -348,13 +348,14 @@ def test_a_models_own_eval_settings_apply_to_it_only(tmp_path):
 def test_kill_9_during_erf_then_resume_gives_the_uninterrupted_maps(tmp_path):
     import subprocess
 
-    path = _suite_file(tmp_path, analyses=["erf"], erf={"models": ["Mix"], "images": 5, "block": 1, "size": [64, 64]})
+    path = _suite_file(tmp_path, analyses=["erf"], erf={"models": ["Mix"], "images": 12, "block": 1, "size": [64, 64],
+                                                        "dataset_options": {"length": 12}})
     cmd = run_then_kill_9(path, tmp_path / "killed", "erf", 1)
-    assert 1 <= len(_erf_blocks(tmp_path / "killed")) < 5  # it really was interrupted, after a block
+    assert 1 <= len(_erf_blocks(tmp_path / "killed")) < 12  # it really was interrupted, after a block
     subprocess.run([*cmd, str(tmp_path / "killed")], check=True, capture_output=True)
     subprocess.run([*cmd, str(tmp_path / "straight")], check=True, capture_output=True)
     killed, straight = _erf_blocks(tmp_path / "killed"), _erf_blocks(tmp_path / "straight")
-    assert sorted(killed) == sorted(straight) == [("Mix", b) for b in range(5)]
+    assert sorted(killed) == sorted(straight) == [("Mix", b) for b in range(12)]
     for key, block in straight.items():
         for tap, a in block["sums"].items():
             np.testing.assert_array_equal(killed[key]["sums"][tap], a)
