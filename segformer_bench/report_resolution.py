@@ -17,22 +17,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from .report import _COLORS, MISSING, Table, _csv, _figure, _fmt, _fmt_interval, _png, to_html, to_latex, to_markdown
 from .robustness import Interval, cell_miou, paired_change
+from .store import ResolutionResult
 
 # The paper's ablation rows (Cityscapes val; 768×768 sliding window, then the whole 1024×2048 image).
 PUBLISHED: dict[str, tuple[float, float]] = {"PE (published)": (77.3, 74.0), "Mix-FFN (published)": (80.5, 79.8)}
-
-
-@dataclass(frozen=True)
-class TestResult:
-    """One (model, test resolution): per-image confusion matrices, their image names, the network input size."""
-
-    per_image: np.ndarray
-    names: tuple[str, ...]
-    input_size: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -44,8 +34,9 @@ class ResolutionTable:
     input_size: dict[str, tuple[int, int]]  # per test (the first model's; it depends only on data and settings)
 
 
-def summarize_resolution(results: Mapping[tuple[str, str], TestResult], tests: Sequence[str], baseline: str | None,
-                         *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> ResolutionTable:
+def summarize_resolution(results: Mapping[tuple[str, str], ResolutionResult], tests: Sequence[str],
+                         baseline: str | None, *, n_resamples: int = 1000, confidence: float = 0.95,
+                         seed: int = 0) -> ResolutionTable:
     """mIoU per (model, test) and each model's change from the baseline test, paired over images; the
     interval is None when the two tests were not run on the same images."""
     tests = [t for t in tests if any(k[1] == t for k in results)]
@@ -150,7 +141,7 @@ def resolution_png(summary: ResolutionTable) -> bytes:
     return _png(fig)
 
 
-def resolution_report(results: Mapping[tuple[str, str], TestResult], tests: Sequence[str], baseline: str | None,
+def resolution_report(results: Mapping[tuple[str, str], ResolutionResult], tests: Sequence[str], baseline: str | None,
                       include_published: bool, *, n_resamples: int = 1000, confidence: float = 0.95,
                       seed: int = 0) -> tuple[dict[str, str | bytes], list[tuple[str, str, str]]]:
     """({file name: content}, [(heading, note HTML, content HTML)]) of the resolution-shift analysis."""

@@ -282,15 +282,16 @@ def _erf_block(ctx: _Run, model: torch.nn.Module, dataset: SegmentationDataset, 
     """One block's ERF totals: {names, sums, counts, skipped, seconds}."""
     import time
 
-    from .erf import ERFAccumulator, contribution_maps, cover_crop
+    from .erf import TAPS, ERFAccumulator, contribution_maps, cover_crop
     from .inference import normalize
 
     spec = ctx.suite.erf
+    taps = spec.taps or TAPS
     t0 = time.perf_counter()
     samples = [dataset[i] for i in indices]
     images = torch.stack([cover_crop(s["image"], spec.size) for s in samples]).to(ctx.device)
-    acc = ERFAccumulator(spec.taps)
-    acc.add(contribution_maps(model, normalize(images), spec.taps))
+    acc = ERFAccumulator(taps)
+    acc.add(contribution_maps(model, normalize(images), taps))
     return {"names": [s["name"] for s in samples], "sums": acc.sums, "counts": acc.count, "skipped": acc.skipped,
             "seconds": time.perf_counter() - t0}
 

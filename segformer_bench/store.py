@@ -24,6 +24,7 @@ import json
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,15 @@ CREATE TABLE IF NOT EXISTS erf (
 """
 
 CLEAN = ("clean", 0)
+
+
+@dataclass(frozen=True)
+class ResolutionResult:
+    """One (model, test resolution): per-image confusion matrices, their image names, the network input size."""
+
+    per_image: np.ndarray
+    names: tuple[str, ...]
+    input_size: tuple[int, int]
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -159,11 +169,9 @@ class Store:
                  _npy(per_image), json.dumps(names), int(input_size[0]), int(input_size[1]), seed, seconds,
                  time.time()))
 
-    def resolution_results(self):  # -> dict[(model, test), report_resolution.TestResult]
+    def resolution_results(self) -> dict[tuple[str, str], ResolutionResult]:
         """(model, test) → per-image confusion matrices, image names and the network's input size."""
-        from .report_resolution import TestResult
-
-        return {(m, t): TestResult(_from_npy(blob), tuple(json.loads(names)), (h, w))
+        return {(m, t): ResolutionResult(_from_npy(blob), tuple(json.loads(names)), (h, w))
                 for m, t, blob, names, h, w in self.db.execute(
                     "SELECT model, test, per_image, names, input_h, input_w FROM resolution ORDER BY rowid")}
 

@@ -98,7 +98,7 @@ class ERFSpec:
     names: tuple[str, ...] = ()  # explicit image names (as the dataset names them) instead of the first `images`
     size: tuple[int, int] = (1024, 1024)  # input (H, W): each image resized to cover it, then centre-cropped
     models: tuple[str, ...] = ()  # default: all
-    taps: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage4", "fused", "logits")
+    taps: tuple[str, ...] = ()  # default: every tap of erf.TAPS (stage1…stage4, fused, logits)
     block: int = 4  # images per batch and per stored block (the unit a resumed run restarts from)
     dataset_options: dict[str, Any] = field(default_factory=dict)
 
@@ -227,8 +227,8 @@ def _check_erf(spec: ERFSpec | None, where: str) -> None:
     if len(set(spec.names)) != len(spec.names):
         raise ConfigError(f"{where}: erf.names lists an image more than once")
     bad = [t for t in spec.taps if t not in TAPS]
-    if bad or not spec.taps:
-        raise ConfigError(f"{where}: erf.taps {bad or '[]'}: choose from {', '.join(TAPS)}")
+    if bad:
+        raise ConfigError(f"{where}: erf.taps {bad}: choose from {', '.join(TAPS)}")
 
 
 def _resolve_paths(suite: Suite, base: Path) -> Suite:

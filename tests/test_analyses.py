@@ -16,11 +16,10 @@ from segformer_bench.evaluate import EvalSettings, evaluate
 from segformer_bench.inference import normalize
 from segformer_bench.metrics import scores
 from segformer_bench.report_erf import NOT_REACHED, ModelERF, area_table, maps_npz, merge_blocks
-from segformer_bench.report_resolution import TestResult as ResolutionResult
 from segformer_bench.report_resolution import resolution_report, resolution_table, summarize_resolution
 from segformer_bench.robustness import paired_change
 from segformer_bench.runner import run_suite
-from segformer_bench.store import Store
+from segformer_bench.store import ResolutionResult, Store
 from segformer_bench.suite import load_suite
 
 from .test_report import images_loaded_in_browser, needs_browser
@@ -382,6 +381,9 @@ def test_only_the_reports_the_suite_asks_for_are_written(tmp_path):
 
     path = _suite_file(tmp_path, reports=["tables"], erf={"models": ["Mix"], "images": 2, "size": [32, 32]})
     run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=_quiet)
+    from segformer_bench.erf import TAPS
+
+    assert set(_erf_blocks(run)[("Mix", 0)]["sums"]) == set(TAPS)  # no taps listed: all of them
     out = render_run(run, tmp_path / "tables", log=_quiet)
     assert sorted(p.name for p in out.iterdir()) == ["erf_area.csv", "erf_area.md", "erf_area.tex", "erf_maps.npz",
                                                     "resolution.csv", "resolution.md", "resolution.tex"]
