@@ -32,11 +32,11 @@ def main() -> None:
     args = ap.parse_args()
 
     import segformer_bench as sb
+    from segformer_bench.bench.store import Store
     from segformer_bench.corruptions import corrupt, corrupt_batch, derive_seed, get_protocol
     from segformer_bench.data import build_dataset
-    from segformer_bench.evaluate import AUTOCAST, PRESETS, segment_batch
-    from segformer_bench.metrics import per_image_confusion, scores
-    from segformer_bench.store import Store
+    from segformer_bench.engine.evaluate import AUTOCAST, PRESETS, segment_batch
+    from segformer_bench.engine.metrics import per_image_confusion, scores
 
     device = torch.device(args.device)
     if args.cityscapes_root:

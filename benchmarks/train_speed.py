@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import segformer_bench as sb
-from segformer_bench.train import seg_loss
+from segformer_bench.engine.train import seg_loss
 
 
 def _sync(device: torch.device) -> None:

@@ -10,17 +10,17 @@ import torch
 import yaml
 
 import segformer_bench as sb
+from segformer_bench.analyses.corruption.robustness import paired_change
+from segformer_bench.analyses.erf.report import NOT_REACHED, ModelERF, area_table, maps_npz, merge_blocks
+from segformer_bench.analyses.resolution.report import resolution_report, resolution_table, summarize_resolution
+from segformer_bench.bench.runner import run_suite
+from segformer_bench.bench.store import ResolutionResult, Store
+from segformer_bench.bench.suite import load_suite
 from segformer_bench.config import ConfigError
 from segformer_bench.data import build_dataset
-from segformer_bench.evaluate import EvalSettings, evaluate
-from segformer_bench.inference import normalize
-from segformer_bench.metrics import scores
-from segformer_bench.report_erf import NOT_REACHED, ModelERF, area_table, maps_npz, merge_blocks
-from segformer_bench.report_resolution import resolution_report, resolution_table, summarize_resolution
-from segformer_bench.robustness import paired_change
-from segformer_bench.runner import run_suite
-from segformer_bench.store import ResolutionResult, Store
-from segformer_bench.suite import load_suite
+from segformer_bench.engine.evaluate import EvalSettings, evaluate
+from segformer_bench.engine.inference import normalize
+from segformer_bench.engine.metrics import scores
 
 from .test_report import images_loaded_in_browser, needs_browser
 from .test_runner import run_then_kill_9, run_two_gloo_ranks
@@ -134,7 +134,7 @@ def test_resolution_and_erf_numbers_are_independent_recomputations(tmp_path):
     assert blocks[("Mix", 2)]["names"] == [big.name(4)] and blocks[("Mix", 2)]["counts"] == {"stage1": 1, "logits": 1}
     mix = sb.load_model(tmp_path / "mix.pt")
     erf_images = build_dataset("synthcity", "val", size=SIZE, length=5)
-    from segformer_bench.erf import cover_crop
+    from segformer_bench.analyses.erf.maps import cover_crop
 
     hand = sum(_hand_erf(mix, cover_crop(erf_images[i]["image"], (40, 40)).permute(1, 2, 0).numpy(), 0)
                for i in (2, 3))
@@ -142,7 +142,7 @@ def test_resolution_and_erf_numbers_are_independent_recomputations(tmp_path):
 
 
 def test_cover_crop_resizes_to_cover_then_centre_crops():
-    from segformer_bench.erf import cover_crop
+    from segformer_bench.analyses.erf.maps import cover_crop
 
     image = np.arange(4 * 8 * 3, dtype=np.uint8).reshape(4, 8, 3)
     assert torch.equal(cover_crop(image, (4, 8)), torch.from_numpy(image).permute(2, 0, 1).float())
@@ -155,7 +155,7 @@ def test_cover_crop_resizes_to_cover_then_centre_crops():
 
 
 def test_interrupted_analyses_resume_with_the_uninterrupted_numbers(tmp_path, monkeypatch):
-    import segformer_bench.runner as runner
+    import segformer_bench.bench.runner as runner
 
     suite = load_suite(_suite_file(tmp_path))
     reference = run_suite(suite, tmp_path / "whole", progress=False, render=False, log=_quiet)
@@ -229,7 +229,7 @@ def test_report_of_a_run_with_every_analysis(tmp_path):
 
 @needs_browser
 def test_the_page_of_every_analysis_loads_in_a_headless_browser(tmp_path):
-    from segformer_bench.runner import render_run
+    from segformer_bench.bench.runner import render_run
 
     suite = load_suite(_suite_file(tmp_path, erf={"models": ["Mix"], "images": 2, "size": [32, 32]}))
     run = run_suite(suite, tmp_path / "run", progress=False, render=False, log=_quiet)
@@ -321,7 +321,7 @@ def test_erf_blocks_merge_to_the_mean_and_report_unreached_thresholds():
 
 
 def test_a_models_own_eval_settings_apply_to_it_only(tmp_path):
-    from segformer_bench.suite import SUITES_DIR, eval_settings
+    from segformer_bench.bench.suite import SUITES_DIR, eval_settings
 
     slide = {"mode": "slide", "crop": [32, 32], "stride": [24, 24]}
     path = _suite_file(tmp_path, analyses=["corruption"], resolution=None, erf=None,
@@ -377,11 +377,11 @@ def test_two_ranks_store_the_resolution_and_erf_numbers_of_one_process(tmp_path)
 
 
 def test_only_the_reports_the_suite_asks_for_are_written(tmp_path):
-    from segformer_bench.runner import render_run
+    from segformer_bench.bench.runner import render_run
 
     path = _suite_file(tmp_path, reports=["tables"], erf={"models": ["Mix"], "images": 2, "size": [32, 32]})
     run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=_quiet)
-    from segformer_bench.erf import TAPS
+    from segformer_bench.analyses.erf.maps import TAPS
 
     assert set(_erf_blocks(run)[("Mix", 0)]["sums"]) == set(TAPS)  # no taps listed: all of them
     out = render_run(run, tmp_path / "tables", log=_quiet)

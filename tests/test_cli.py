@@ -16,7 +16,7 @@ from PIL import Image
 
 from segformer_bench import __version__, build_model, load_model, save_model
 from segformer_bench.cli import main
-from segformer_bench.labels import palette
+from segformer_bench.data.labels import palette
 
 
 @pytest.fixture

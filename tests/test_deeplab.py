@@ -21,14 +21,14 @@ import torch
 
 import segformer_bench as sb
 from segformer_bench.data import build_dataset
+from segformer_bench.engine.evaluate import PRESETS as EVAL_PRESETS
+from segformer_bench.engine.evaluate import evaluate
+from segformer_bench.engine.inference import check_input_size, min_input_side
+from segformer_bench.engine.train import PRESETS, TrainConfig, param_groups, train
 from segformer_bench.errors import CheckpointError, UserError
-from segformer_bench.evaluate import PRESETS as EVAL_PRESETS
-from segformer_bench.evaluate import evaluate
-from segformer_bench.inference import check_input_size, min_input_side
 from segformer_bench.models.checkpoints import load_model, save_model
 from segformer_bench.models.deeplab import DeepLabConfig, DeepLabV3Plus, ResNet, load_torchvision_resnet
 from segformer_bench.models.segformer import SegFormer, variant_name
-from segformer_bench.train import PRESETS, TrainConfig, param_groups, train
 
 # torchvision.models.resnet{50,101}: parameters including fc (Linear(2048, 1000)), from torchvision's docs.
 TORCHVISION_PARAMS = {50: 25_557_032, 101: 44_549_160}

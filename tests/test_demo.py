@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 
 from segformer_bench import build_model, save_model
-from segformer_bench.demo import run_demo, street_scene
-from segformer_bench.labels import CITYSCAPES_CLASSES
+from segformer_bench.cli.demo import run_demo, street_scene
+from segformer_bench.data.labels import CITYSCAPES_CLASSES
 
 
 def test_scene_is_determined_by_its_seed():

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import segformer_bench as sb
-from segformer_bench.erf import (
+from segformer_bench.analyses.erf.maps import (
     TAPS,
     ERFAccumulator,
     area_ratio,

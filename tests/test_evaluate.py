@@ -14,7 +14,8 @@ from PIL import Image
 
 import segformer_bench as sb
 from segformer_bench.data.base import DatasetInfo, SegmentationDataset
-from segformer_bench.evaluate import (
+from segformer_bench.data.labels import CITYSCAPES_CLASSES, label_ids_to_train_ids
+from segformer_bench.engine.evaluate import (
     PRESETS,
     EvalSettings,
     evaluate,
@@ -22,9 +23,8 @@ from segformer_bench.evaluate import (
     inference_size,
     segment_batch,
 )
-from segformer_bench.inference import normalize, whole_inference
-from segformer_bench.labels import CITYSCAPES_CLASSES, label_ids_to_train_ids
-from segformer_bench.metrics import per_image_confusion, scores
+from segformer_bench.engine.inference import normalize, whole_inference
+from segformer_bench.engine.metrics import per_image_confusion, scores
 
 
 class ArrayDataset(SegmentationDataset):

@@ -23,7 +23,7 @@ def test_model_on_cuda_matches_cpu():
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_training_on_cuda(tmp_path, amp):
-    from segformer_bench.train import train
+    from segformer_bench.engine.train import train
 
     from .test_train import TINY
 
@@ -35,7 +35,7 @@ def test_mixed_precision_training_on_cuda(tmp_path, amp):
 
 @pytest.mark.parametrize("variant", ["b0", "deeplabv3plus-r50"])
 def test_erf_maps_on_cuda_match_cpu(variant):
-    from segformer_bench.erf import contribution_maps
+    from segformer_bench.analyses.erf.maps import contribution_maps
 
     model = sb.build_model(variant, 19).eval()
     x = torch.randn(2, 3, 96, 96)
@@ -47,9 +47,9 @@ def test_erf_maps_on_cuda_match_cpu(variant):
 
 
 def test_every_analysis_runs_on_cuda(tmp_path):
-    from segformer_bench.runner import run_suite
-    from segformer_bench.store import Store
-    from segformer_bench.suite import load_suite
+    from segformer_bench.bench.runner import run_suite
+    from segformer_bench.bench.store import Store
+    from segformer_bench.bench.suite import load_suite
 
     from .test_analyses import _suite_file
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from segformer_bench import UserError, build_model
-from segformer_bench.inference import (
+from segformer_bench.engine.inference import (
     normalize,
     predict,
     slide_inference,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segformer_bench import labels
+from segformer_bench.data import labels
 
 # cityscapesScripts, helpers/labels.py: (name, id, trainId, color) of every row, copied from the official
 # table (category, hasInstances and ignoreInEval left out). The package is only a test oracle, and is not

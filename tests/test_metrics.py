@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from segformer_bench.labels import label_ids_to_train_ids, train_ids_to_label_ids
-from segformer_bench.metrics import confusion_matrix, per_image_confusion, scores
+from segformer_bench.data.labels import label_ids_to_train_ids, train_ids_to_label_ids
+from segformer_bench.engine.metrics import confusion_matrix, per_image_confusion, scores
 
 
 def test_hand_computed_two_class_case():

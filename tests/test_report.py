@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from segformer_bench.analyses.corruption.report import Gallery, render_report
 from segformer_bench.corruptions.protocols import PROTOCOLS, Protocol
-from segformer_bench.report import Gallery, render_report
 
 SEGFORMER = PROTOCOLS["segformer"]
 CLASSES = ("road", "sky")

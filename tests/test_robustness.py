@@ -7,9 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from segformer_bench.corruptions.protocols import Protocol
-from segformer_bench.metrics import scores
-from segformer_bench.robustness import (
+from segformer_bench.analyses.corruption.robustness import (
     PUBLISHED,
     _resample_counts,
     _resampled_cells,
@@ -23,6 +21,8 @@ from segformer_bench.robustness import (
     round_half_even,
     summarize,
 )
+from segformer_bench.corruptions.protocols import Protocol
+from segformer_bench.engine.metrics import scores
 
 # REFERENCE.md §5, typed in again here: the paper's column order and its two rows.
 PAPER_COLUMNS = ("motion_blur", "defocus_blur", "glass_blur", "gaussian_blur", "gaussian_noise", "impulse_noise",

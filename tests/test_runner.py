@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 import segformer_bench as sb
+from segformer_bench.bench.runner import run_suite
+from segformer_bench.bench.store import Store
+from segformer_bench.bench.suite import SUITES_DIR, load_suite
 from segformer_bench.cli import main
 from segformer_bench.config import ConfigError
-from segformer_bench.runner import run_suite
-from segformer_bench.store import Store
-from segformer_bench.suite import SUITES_DIR, load_suite
 
 
 def _suite_file(tmp_path, **changes) -> str:
@@ -83,10 +83,10 @@ def test_runner_stores_every_cell_and_resumes(tmp_path, monkeypatch):
     store = Store(run / "results.sqlite")
     per_image = store.cell_matrices()[("B0", "contrast", 2)]
     store.close()
+    from segformer_bench.bench.runner import CorruptedView
     from segformer_bench.corruptions import corrupt, derive_seed
     from segformer_bench.data import build_dataset
-    from segformer_bench.evaluate import PRESETS, evaluate
-    from segformer_bench.runner import CorruptedView
+    from segformer_bench.engine.evaluate import PRESETS, evaluate
 
     ds = build_dataset("synthcity", "val", size=[48, 96], length=3)
     view = CorruptedView(ds, "contrast", 2, 0, "reference")
@@ -97,7 +97,7 @@ def test_runner_stores_every_cell_and_resumes(tmp_path, monkeypatch):
     # an interrupted run (one cell lost) resumes: only the missing cell is computed, numbers unchanged
     with sqlite3.connect(run / "results.sqlite") as db:
         db.execute("DELETE FROM cells WHERE corruption = 'gaussian_noise'")
-    import segformer_bench.runner as runner
+    import segformer_bench.bench.runner as runner
 
     calls = []
     real = runner.evaluate

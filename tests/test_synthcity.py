@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from segformer_bench.data.base import check_sample
+from segformer_bench.data.labels import CITYSCAPES_CLASSES
 from segformer_bench.data.synthcity import (
     CAR,
     ROAD,
@@ -27,7 +28,6 @@ from segformer_bench.data.synthcity import (
     render,
 )
 from segformer_bench.errors import UserError
-from segformer_bench.labels import CITYSCAPES_CLASSES
 
 SMALL = (128, 256)
 

@@ -11,8 +11,16 @@ import torch.nn.functional as F
 
 import segformer_bench as sb
 from segformer_bench.config import ConfigError, override
+from segformer_bench.engine.train import (
+    PRESETS,
+    TrainConfig,
+    TrainingDiverged,
+    lr_factor,
+    param_groups,
+    seg_loss,
+    train,
+)
 from segformer_bench.errors import UserError
-from segformer_bench.train import PRESETS, TrainConfig, TrainingDiverged, lr_factor, param_groups, seg_loss, train
 
 TINY = dataclasses.replace(
     PRESETS["synthcity"], dataset_options={"size": [64, 128], "length": 8}, crop=(64, 64), img_scale=(128, 64),
@@ -114,7 +122,7 @@ def test_overrides_and_yaml_errors(tmp_path):
         override(c, ["itres=3"])
     with pytest.raises(ConfigError, match="field 'amp': expected 'none' or 'bf16' or 'fp16'"):
         override(c, ["amp=fp8"])
-    from segformer_bench.train import load_train_config
+    from segformer_bench.engine.train import load_train_config
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("iters: [1, 2\n")
@@ -152,8 +160,8 @@ def test_short_synthcity_training_learns(tmp_path):
     """B0 from scratch, 200 iterations of batch 8 on 128² SynthCity crops (about 4 minutes on 2 cores):
     mIoU far above chance. A constant 'road' prediction scores about 0.02 mIoU; measured here: 0.17."""
     from segformer_bench.data import build_dataset
-    from segformer_bench.evaluate import PRESETS as EVAL
-    from segformer_bench.evaluate import evaluate
+    from segformer_bench.engine.evaluate import PRESETS as EVAL
+    from segformer_bench.engine.evaluate import evaluate
 
     config = dataclasses.replace(
         PRESETS["synthcity"], dataset_options={"size": [128, 256], "length": 500}, crop=(128, 128),
@@ -196,8 +204,8 @@ def test_two_process_ddp_training_equals_gradient_accumulation(tmp_path):
 
 
 def test_pretrained_imagenet_encoder_initialises_the_encoder(tmp_path):
+    from segformer_bench.engine.train import load_pretrained
     from segformer_bench.models.checkpoints import export_official
-    from segformer_bench.train import load_pretrained
 
     source = sb.build_model("b0", 19)
     imagenet = {k.removeprefix("backbone."): v for k, v in export_official(source).items() if k.startswith("backbone.")}

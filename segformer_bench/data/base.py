@@ -19,7 +19,7 @@ from typing import TypedDict
 import numpy as np
 
 from ..errors import UserError
-from ..labels import IGNORE_INDEX
+from .labels import IGNORE_INDEX
 
 __all__ = ["IGNORE_INDEX", "DataError", "Sample", "DatasetInfo", "SegmentationDataset", "check_sample"]
 

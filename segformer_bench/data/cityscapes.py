@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..labels import CITYSCAPES_CLASSES, NUM_CITYSCAPES_CLASSES, label_ids_to_train_ids
 from .base import IGNORE_INDEX, DataError, DatasetInfo, SegmentationDataset, check_sample
+from .labels import CITYSCAPES_CLASSES, NUM_CITYSCAPES_CLASSES, label_ids_to_train_ids
 
 MAX_LABEL_ID = 33  # the largest Cityscapes labelId written to *_gtFine_labelIds.png (bicycle)
 

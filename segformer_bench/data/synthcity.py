@@ -47,8 +47,8 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import UserError
-from ..labels import CITYSCAPES_CLASSES
 from .base import DatasetInfo, SegmentationDataset, check_sample
+from .labels import CITYSCAPES_CLASSES
 
 # trainIds, in Cityscapes' order
 (ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, TRAFFIC_LIGHT, TRAFFIC_SIGN, VEGETATION, TERRAIN, SKY, PERSON, RIDER,

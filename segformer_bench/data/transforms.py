@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..labels import IMAGENET_MEAN, IMAGENET_STD
 from .base import IGNORE_INDEX
+from .labels import IMAGENET_MEAN, IMAGENET_STD
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 of a crop, end exclusive
 

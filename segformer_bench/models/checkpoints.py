@@ -36,8 +36,8 @@ from pathlib import Path
 
 import torch
 
+from ..data.labels import CITYSCAPES_CLASSES
 from ..errors import CheckpointError, UserError
-from ..labels import CITYSCAPES_CLASSES
 from .deeplab import ARCH as DEEPLAB_ARCH
 from .deeplab import DeepLabConfig, DeepLabV3Plus, is_torchvision_resnet, load_encoder_strict, resnet_depth_of
 from .deeplab import checkpoint_filter_fn as torchvision_to_ours

@@ -35,8 +35,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
-from .corruptions.protocols import PROTOCOLS, Protocol
-from .metrics import scores
+from ...corruptions.protocols import PROTOCOLS, Protocol
+from ...engine.metrics import scores
 
 CLEAN = ("clean", 0)  # the (corruption, severity) key of the uncorrupted cell
 

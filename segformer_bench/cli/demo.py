@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .data.synthcity import SynthCity
-from .errors import UserError
-from .image_io import check_output_dir, write_json, write_png
-from .inference import check_input_size, min_input_side, normalize, predict, resolve_device, window_grid
-from .labels import NUM_CITYSCAPES_CLASSES, colorize
-from .models.checkpoints import export_huggingface, load_model
-from .models.profile import count_macs, count_parameters
-from .models.segformer import build_model, variant_of
+from .. import __version__
+from ..data.labels import NUM_CITYSCAPES_CLASSES, colorize
+from ..data.synthcity import SynthCity
+from ..engine.inference import check_input_size, min_input_side, normalize, predict, resolve_device, window_grid
+from ..errors import UserError
+from ..image_io import check_output_dir, write_json, write_png
+from ..models.checkpoints import export_huggingface, load_model
+from ..models.profile import count_macs, count_parameters
+from ..models.segformer import build_model, variant_of
 
 
 def street_scene(size: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:

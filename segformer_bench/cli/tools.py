@@ -14,13 +14,13 @@ from typing import Literal
 import torch
 from tqdm import tqdm
 
-from .errors import UserError
-from .image_io import atomic_path, check_output_dir, read_image, write_png
-from .inference import Mode, check_input_size, predict, resolve_device
-from .labels import IGNORE_INDEX, colorize
-from .models.checkpoints import export_huggingface, export_official, load_model, save_model
-from .models.profile import count_macs, count_parameters
-from .models.segformer import VARIANTS, SegFormer, build_model, variant_name
+from ..data.labels import IGNORE_INDEX, colorize
+from ..engine.inference import Mode, check_input_size, predict, resolve_device
+from ..errors import UserError
+from ..image_io import atomic_path, check_output_dir, read_image, write_png
+from ..models.checkpoints import export_huggingface, export_official, load_model, save_model
+from ..models.profile import count_macs, count_parameters
+from ..models.segformer import VARIANTS, SegFormer, build_model, variant_name
 
 ExportFormat = Literal["huggingface", "segformer-bench", "official"]
 EXPORT_FORMATS: tuple[str, ...] = ("huggingface", "segformer-bench", "official")

@@ -20,11 +20,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
-from .labels import IMAGENET_MEAN, IMAGENET_STD
-from .models.deeplab import MIN_INPUT_SIDE as DEEPLAB_MIN_INPUT_SIDE
-from .models.deeplab import DeepLabConfig
-from .models.segformer import SegFormer, SegFormerConfig
+from ..data.labels import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import UserError
+from ..models.deeplab import MIN_INPUT_SIDE as DEEPLAB_MIN_INPUT_SIDE
+from ..models.deeplab import DeepLabConfig
+from ..models.segformer import SegFormer, SegFormerConfig
 
 Mode = Literal["whole", "slide"]
 

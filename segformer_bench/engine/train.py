@@ -34,16 +34,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import from_mapping, to_mapping
-from .data import build_dataset
-from .data.base import IGNORE_INDEX, SegmentationDataset
-from .data.transforms import TrainAugment
+from ..config import from_mapping, to_mapping
+from ..data import build_dataset
+from ..data.base import IGNORE_INDEX, SegmentationDataset
+from ..data.transforms import TrainAugment
+from ..errors import UserError
+from ..image_io import atomic_path, write_json
+from ..models.checkpoints import read_checkpoint, save_model
+from ..models.deeplab import DeepLabV3Plus, deeplab_variant_name, load_torchvision_resnet
+from ..models.segformer import SegFormer, build_model
 from .distributed import device_for, init_from_env
-from .errors import UserError
-from .image_io import atomic_path, write_json
-from .models.checkpoints import read_checkpoint, save_model
-from .models.deeplab import DeepLabV3Plus, deeplab_variant_name, load_torchvision_resnet
-from .models.segformer import SegFormer, build_model
 
 
 class TrainingDiverged(UserError):
@@ -119,7 +119,7 @@ PRESETS: dict[str, TrainConfig] = {
 
 def load_train_config(path: str | os.PathLike | None = None, preset: str | None = None) -> TrainConfig:
     """A preset (default: cityscapes) with the fields of a YAML file laid over it."""
-    from .config import ConfigError, load_yaml
+    from ..config import ConfigError, load_yaml
 
     name = preset or "cityscapes"
     if name not in PRESETS:

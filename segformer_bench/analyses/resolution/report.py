@@ -17,9 +17,21 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .report import _COLORS, MISSING, Table, _csv, _figure, _fmt, _fmt_interval, _png, to_html, to_latex, to_markdown
-from .robustness import Interval, cell_miou, paired_change
-from .store import ResolutionResult
+from ...bench.store import ResolutionResult
+from ..corruption.report import (
+    _COLORS,
+    MISSING,
+    Table,
+    _csv,
+    _figure,
+    _fmt,
+    _fmt_interval,
+    _png,
+    to_html,
+    to_latex,
+    to_markdown,
+)
+from ..corruption.robustness import Interval, cell_miou, paired_change
 
 # The paper's ablation rows (Cityscapes val; 768×768 sliding window, then the whole 1024×2048 image).
 PUBLISHED: dict[str, tuple[float, float]] = {"PE (published)": (77.3, 74.0), "Mix-FFN (published)": (80.5, 79.8)}

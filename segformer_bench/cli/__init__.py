@@ -10,8 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import UserError
+from .. import __version__
+from ..errors import UserError
 
 PROG = "segformer-bench"
 VARIANT_NAMES = ("b0", "b1", "b2", "b3", "b4", "b5")  # for --help, which must not import torch to list them
@@ -69,8 +69,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import override
-    from .train import load_train_config, train
+    from ..config import override
+    from ..engine.train import load_train_config, train
 
     config = override(load_train_config(args.config, args.preset), args.set or [], "--set")
     path = train(config, args.run_dir, restart=args.restart, progress=not args.no_progress, log=_status)
@@ -79,7 +79,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .evaluate import run_evaluation
+    from ..engine.evaluate import run_evaluation
 
     run_evaluation(checkpoint=args.checkpoint, dataset=args.dataset, split=args.split, root=args.data_root,
                    preset=args.preset, overrides=args.set or [], limit=args.limit, device=args.device,
@@ -102,8 +102,8 @@ def _parse_options(items: Sequence[str] | None, flag: str) -> dict:
 
 
 def _corrupt(args: argparse.Namespace) -> int:
-    from .corruptions.generate import CorruptionJob, generate
-    from .corruptions.protocols import SEVERITIES, get_protocol
+    from ..corruptions.generate import CorruptionJob, generate
+    from ..corruptions.protocols import SEVERITIES, get_protocol
 
     protocol = get_protocol(args.protocol)
     cells: tuple = ()
@@ -119,8 +119,8 @@ def _corrupt(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import run_suite
-    from .suite import load_suite
+    from ..bench.runner import run_suite
+    from ..bench.suite import load_suite
 
     print(run_suite(load_suite(args.suite), args.run_dir, restart=args.restart, progress=not args.no_progress,
                     render=not args.no_report, log=_status))
@@ -128,14 +128,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .runner import render_run
+    from ..bench.runner import render_run
 
     print(render_run(args.run_dir, args.out, log=_status))
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .suite import load_suite
+    from ..bench.suite import load_suite
 
     for path in args.suites:
         suite = load_suite(path)
@@ -148,8 +148,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from .corruptions.protocols import PROTOCOLS
-    from .suite import list_suites
+    from ..bench.suite import list_suites
+    from ..corruptions.protocols import PROTOCOLS
 
     print("suites:")
     for name, description in list_suites():

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .erf import TAPS, THRESHOLDS, ERFAccumulator, area_ratios, normalise_log, normalise_power
-from .report import Table, _csv, _figure, _png, to_html, to_latex, to_markdown
+from ..corruption.report import Table, _csv, _figure, _png, to_html, to_latex, to_markdown
+from .maps import TAPS, THRESHOLDS, ERFAccumulator, area_ratios, normalise_log, normalise_power
 
 NORMALISATIONS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "log": ("log10(A+1)/max", normalise_log),

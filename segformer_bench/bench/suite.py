@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import ConfigError, from_mapping, load_yaml, to_mapping
+from ..config import ConfigError, from_mapping, load_yaml, to_mapping
 
 SUITE_VERSION = 1
 
 
 def _suites_dir() -> Path:
     """The repository's suites/ in a checkout; the copy shipped as segformer_bench/suites in an installed wheel."""
-    here = Path(__file__).resolve().parent
-    return here.parent / "suites" if (here.parent / "suites").is_dir() else here / "suites"
+    package = Path(__file__).resolve().parent.parent
+    return package.parent / "suites" if (package.parent / "suites").is_dir() else package / "suites"
 
 
 SUITES_DIR = _suites_dir()
@@ -130,12 +130,12 @@ class Suite:
 
 
 def _check(suite: Suite, where: str) -> None:
-    from .corruptions import check_name, check_severity
-    from .corruptions.protocols import get_protocol
-    from .errors import UserError
-    from .evaluate import PRESETS as EVAL_PRESETS
-    from .models.segformer import variant_name
-    from .train import PRESETS as TRAIN_PRESETS
+    from ..corruptions import check_name, check_severity
+    from ..corruptions.protocols import get_protocol
+    from ..engine.evaluate import PRESETS as EVAL_PRESETS
+    from ..engine.train import PRESETS as TRAIN_PRESETS
+    from ..errors import UserError
+    from ..models.segformer import variant_name
 
     if suite.version != SUITE_VERSION:
         raise ConfigError(f"{where}: suite version {suite.version} is not supported "
@@ -190,8 +190,8 @@ def _check_eval_overrides(overrides: dict[str, Any], where: str) -> None:
 
 def eval_settings(preset: str, *layers: dict[str, Any], where: str):  # -> evaluate.EvalSettings
     """An evaluate.PRESETS entry with each mapping of EvalSettings fields laid over it in turn."""
-    from .evaluate import PRESETS as EVAL_PRESETS
-    from .evaluate import EvalSettings
+    from ..engine.evaluate import PRESETS as EVAL_PRESETS
+    from ..engine.evaluate import EvalSettings
 
     fields = to_mapping(EVAL_PRESETS[preset])
     for layer in layers:
@@ -200,7 +200,7 @@ def eval_settings(preset: str, *layers: dict[str, Any], where: str):  # -> evalu
 
 
 def _check_resolution(spec: ResolutionSpec | None, where: str) -> None:
-    from .evaluate import PRESETS as EVAL_PRESETS
+    from ..engine.evaluate import PRESETS as EVAL_PRESETS
 
     if spec is None or not spec.tests:
         raise ConfigError(f"{where}: analyses names 'resolution' but there is no resolution section with tests; "
@@ -218,7 +218,7 @@ def _check_resolution(spec: ResolutionSpec | None, where: str) -> None:
 
 
 def _check_erf(spec: ERFSpec | None, where: str) -> None:
-    from .erf import TAPS
+    from ..analyses.erf.maps import TAPS
 
     if spec is None:
         raise ConfigError(f"{where}: analyses names 'erf' but there is no erf section; add erf: {{images: 100}}")

@@ -30,15 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .corruptions import corrupt, corrupt_batch, derive_seed
-from .corruptions.protocols import get_protocol
-from .data import build_dataset
-from .data.base import SegmentationDataset
-from .errors import UserError
-from .evaluate import EvalSettings, evaluate, segment_batch
+from ..corruptions import corrupt, corrupt_batch, derive_seed
+from ..corruptions.protocols import get_protocol
+from ..data import build_dataset
+from ..data.base import SegmentationDataset
+from ..engine.evaluate import EvalSettings, evaluate, segment_batch
+from ..errors import UserError
+from ..versions import package_versions
 from .store import CLEAN, Store
 from .suite import ModelSpec, Suite, eval_settings
-from .versions import package_versions
 
 
 class CorruptedView(SegmentationDataset):
@@ -91,8 +91,8 @@ def _model_checkpoint(spec: ModelSpec, suite: Suite, run_dir: Path, progress: bo
     """The model's checkpoint: the suite's, or the final model of its (resumable) training run."""
     if spec.checkpoint is not None:
         return spec.checkpoint
-    from .config import from_mapping, to_mapping
-    from .train import PRESETS, TrainConfig, train
+    from ..config import from_mapping, to_mapping
+    from ..engine.train import PRESETS, TrainConfig, train
 
     assert spec.train is not None
     fields = {**to_mapping(PRESETS[spec.train.preset]), **spec.train.overrides, "model": spec.variant,
@@ -137,7 +137,7 @@ class _Run:
 
     def model(self, spec: ModelSpec, num_classes: int) -> torch.nn.Module:
         """`spec`'s model on the device (trained first if the suite says so); the last one is kept loaded."""
-        from .models.checkpoints import load_model
+        from ..models.checkpoints import load_model
 
         if self._model is not None and self._model[0] == spec.name:
             return self._model[1]
@@ -173,7 +173,7 @@ class _Run:
 def run_suite(suite: Suite, run_dir: str | os.PathLike | None = None, restart: bool = False,
               progress: bool = True, render: bool = True, log: Callable[[str], None] = print) -> Path:
     """Run (or finish) every analysis of `suite`; returns the run directory. See the module docstring."""
-    from .distributed import device_for, init_from_env
+    from ..engine.distributed import device_for, init_from_env
 
     rank, world, local_rank = init_from_env()
     default_run, report_dir = default_dirs(suite)
@@ -243,7 +243,7 @@ def _run_corruption(ctx: _Run) -> None:
 def network_input_size(dataset: SegmentationDataset, settings: EvalSettings) -> tuple[int, int]:
     """The network's input (H, W) for the dataset's first image: the window in slide mode, else the image as
     resized for inference."""
-    from .evaluate import inference_size
+    from ..engine.evaluate import inference_size
 
     h, w = dataset[0]["image"].shape[:2]
     size = inference_size((h, w), settings, 1.0)
@@ -282,8 +282,8 @@ def _erf_block(ctx: _Run, model: torch.nn.Module, dataset: SegmentationDataset, 
     """One block's ERF totals: {names, sums, counts, skipped, seconds}."""
     import time
 
-    from .erf import TAPS, ERFAccumulator, contribution_maps, cover_crop
-    from .inference import normalize
+    from ..analyses.erf.maps import TAPS, ERFAccumulator, contribution_maps, cover_crop
+    from ..engine.inference import normalize
 
     spec = ctx.suite.erf
     taps = spec.taps or TAPS
@@ -359,7 +359,7 @@ def _cell_data(dataset: SegmentationDataset, suite: Suite, corruption: str, seve
         return dataset, None
     spec = suite.corruptions
     if spec.source == "tree":
-        from .corruptions.generate import CorruptedTree
+        from ..corruptions.generate import CorruptedTree
 
         return CorruptedTree(spec.tree, corruption, severity), None
     if spec.backend == "torch":
@@ -393,7 +393,7 @@ def render_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
                log: Callable[[str], None] = print) -> Path:
     """``segformer-bench report RUN_DIR``: render the reports of a run from its store alone — one page with a
     part for every analysis that has finished results."""
-    from .report import REPORT_KINDS, corruption_report, write_report
+    from ..analyses.corruption.report import REPORT_KINDS, corruption_report, write_report
 
     run = Path(run_dir)
     if not (run / "results.sqlite").is_file():
@@ -433,7 +433,7 @@ def render_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
         files |= part[0]
         sections += part[1]
     if resolution:
-        from .report_resolution import resolution_report
+        from ..analyses.resolution.report import resolution_report
 
         spec = suite["resolution"]
         published = suite.get("include_published", False) and suite["dataset"]["name"] == "cityscapes"
@@ -442,7 +442,7 @@ def render_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
         files |= part[0]
         sections += part[1]
     if erf_blocks:
-        from .report_erf import erf_report
+        from ..analyses.erf.report import erf_report
 
         order = suite["erf"]["models"] or [m["name"] for m in suite["models"]]
         part = erf_report({k: erf_blocks[k] for k in sorted(erf_blocks, key=lambda k: (order.index(k[0]), k[1]))
@@ -464,7 +464,7 @@ def _decode_gallery(rows: dict[tuple[str, str, int], tuple[bytes, bytes]]):  # -
     """The stored gallery: the images as the first model with a gallery stored them, every model's predictions."""
     from PIL import Image
 
-    from .report import Gallery
+    from ..analyses.corruption.report import Gallery
 
     def decode(blob: bytes) -> np.ndarray:
         return np.array(Image.open(io.BytesIO(blob)))
@@ -476,9 +476,9 @@ def _decode_gallery(rows: dict[tuple[str, str, int], tuple[bytes, bytes]]):  # -
 
 def _class_names(dataset: str) -> tuple[str, ...]:
     if dataset == "ade20k":
-        from .data.ade20k import ADE20K_CLASSES
+        from ..data.ade20k import ADE20K_CLASSES
 
         return ADE20K_CLASSES
-    from .labels import CITYSCAPES_CLASSES
+    from ..data.labels import CITYSCAPES_CLASSES
 
     return CITYSCAPES_CLASSES

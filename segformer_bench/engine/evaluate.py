@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.base import SegmentationDataset
+from ..data.base import SegmentationDataset
 from .inference import check_input_size, normalize, slide_inference, whole_inference
 from .metrics import per_image_confusion, scores
 
@@ -135,8 +135,8 @@ def _shard(n: int) -> tuple[list[int], int, int]:
 def export_cityscapes_prediction(pred: np.ndarray, name: str, out_dir: Path) -> None:
     """Write a trainId prediction as a Cityscapes labelId PNG ``<out_dir>/<city>/<stem>.png``, the form
     cityscapesScripts' evaluator finds (``{city}_{seq}_{frame}*.png`` anywhere under its results path)."""
-    from .image_io import write_png
-    from .labels import train_ids_to_label_ids
+    from ..data.labels import train_ids_to_label_ids
+    from ..image_io import write_png
 
     write_png(out_dir / f"{name}.png", train_ids_to_label_ids(pred).astype(np.uint8))
 
@@ -241,12 +241,12 @@ def run_evaluation(checkpoint: str, dataset: str, split: str = "val", root: str 
                    progress: bool = True, dataset_options: dict | None = None,
                    log: Callable[[str], None] = print) -> EvalResult:
     """The ``segformer-bench eval`` command: load, evaluate, print a table, write JSON (+ .npz per image)."""
-    from .config import ConfigError, override
-    from .data import build_dataset
+    from ..config import ConfigError, override
+    from ..data import build_dataset
+    from ..image_io import atomic_path, write_json
+    from ..models.checkpoints import load_model
+    from ..versions import package_versions
     from .distributed import device_for, init_from_env
-    from .image_io import atomic_path, write_json
-    from .models.checkpoints import load_model
-    from .versions import package_versions
 
     preset = preset or DEFAULT_PRESET.get(dataset, "whole")
     if preset not in PRESETS:

@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .corruptions.protocols import PROTOCOLS, Protocol
-from .image_io import atomic_path, check_output_dir
-from .labels import colorize
+from ...corruptions.protocols import PROTOCOLS, Protocol
+from ...data.labels import colorize
+from ...image_io import atomic_path, check_output_dir
 from .robustness import (
     CLEAN,
     PUBLISHED,
