@@ -12,7 +12,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -99,16 +99,22 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     raise TypeError(f"config.py cannot check fields of type {tp!r}")  # a bug in a schema, not user input
 
 
+def check_fields(data: Mapping, allowed: Iterable[str], source: str) -> None:
+    """A ConfigError naming the keys of `data` that are not `allowed`, and what is."""
+    allowed = list(allowed)
+    unknown = [k for k in data if k not in allowed]
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(map(str, unknown))}; "
+                          f"allowed: {', '.join(allowed)}")
+
+
 def from_mapping(cls: type[T], data: Any, source: str) -> T:
     """An instance of dataclass `cls` from `data`, every key and value checked (see module docstring)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping of {cls.__name__} fields, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        raise ConfigError(f"{source}: unknown field(s) {', '.join(map(str, unknown))}; "
-                          f"allowed: {', '.join(fields)}")
+    check_fields(data, fields, source)
     missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:

@@ -86,3 +86,20 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a directory; choose another output directory")
     return path
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, or of a directory's files (each one's relative name and contents, in sorted order):
+    what a stored result records of the checkpoint it was computed with."""
+    import hashlib
+
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

@@ -10,11 +10,14 @@ import torch
 import yaml
 
 import segformer_bench as sb
-from segformer_bench.analyses.corruption.robustness import paired_change
+from segformer_bench.analyses.corruption.store import cell_matrices
 from segformer_bench.analyses.erf.report import NOT_REACHED, ModelERF, area_table, maps_npz, merge_blocks
+from segformer_bench.analyses.erf.store import blocks as erf_blocks
 from segformer_bench.analyses.resolution.report import resolution_report, resolution_table, summarize_resolution
+from segformer_bench.analyses.resolution.store import ResolutionResult
+from segformer_bench.analyses.resolution.store import results as resolution_results
+from segformer_bench.analyses.stats import paired_change
 from segformer_bench.bench.runner import run_suite
-from segformer_bench.bench.store import ResolutionResult, Store
 from segformer_bench.bench.suite import load_suite
 from segformer_bench.config import ConfigError
 from segformer_bench.data import build_dataset
@@ -22,8 +25,7 @@ from segformer_bench.engine.evaluate import EvalSettings, evaluate
 from segformer_bench.engine.inference import normalize
 from segformer_bench.engine.metrics import scores
 
-from .test_report import images_loaded_in_browser, needs_browser
-from .test_runner import run_then_kill_9, run_two_gloo_ranks
+from .helpers import images_loaded_in_browser, needs_browser, run_then_kill_9, run_two_gloo_ranks, stored
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -63,7 +65,8 @@ def _suite_file(tmp_path, **changes) -> str:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"analyses": ["resolution"], "resolution": None}, "no resolution section with tests"),
+    ({"analyses": ["resolution"], "resolution": None}, "there is no resolution section; add resolution: {tests"),
+    ({"analyses": ["resolution"], "resolution": {"tests": []}}, "the resolution section has no tests"),
     ({"analyses": ["erf"], "erf": None}, "there is no erf section"),
     ({"analyses": ["erf", "erf"]}, "at most once"),
     ({"analyses": ["speed"]}, r"field 'analyses'\[0\]: expected 'corruption' or 'resolution' or 'erf', got 'speed'"),
@@ -86,21 +89,12 @@ def test_bad_analysis_sections_name_the_file_and_field(tmp_path, change, message
 # --- runner: stored numbers and resume -------------------------------------------------------------------------
 
 
-def _stored(run, what: str) -> dict:
-    """A run's stored results by Store method name."""
-    store = Store(run / "results.sqlite")
-    try:
-        return getattr(store, what)()
-    finally:
-        store.close()
-
-
 def _resolution_rows(run) -> dict:
-    return _stored(run, "resolution_results")
+    return stored(run, resolution_results)
 
 
 def _erf_blocks(run) -> dict:
-    return _stored(run, "erf_blocks")
+    return stored(run, erf_blocks)
 
 
 def _hand_erf(model: torch.nn.Module, image: np.ndarray, stage: int) -> np.ndarray:
@@ -155,12 +149,13 @@ def test_cover_crop_resizes_to_cover_then_centre_crops():
 
 
 def test_interrupted_analyses_resume_with_the_uninterrupted_numbers(tmp_path, monkeypatch):
-    import segformer_bench.bench.runner as runner
+    import segformer_bench.analyses.erf.run as erf_run
+    import segformer_bench.analyses.resolution.run as resolution_run
 
     suite = load_suite(_suite_file(tmp_path))
     reference = run_suite(suite, tmp_path / "whole", progress=False, render=False, log=_quiet)
     # a run that dies in its second resolution test, then (rerun) in its second ERF block
-    real_evaluate, real_block = runner.evaluate, runner._erf_block
+    real_evaluate, real_block = resolution_run.evaluate, erf_run.erf_block
     calls: list[str] = []
 
     def dying_evaluate(*args, **kwargs):
@@ -169,15 +164,15 @@ def test_interrupted_analyses_resume_with_the_uninterrupted_numbers(tmp_path, mo
             raise KeyboardInterrupt
         return real_evaluate(*args, **kwargs)
 
-    def dying_block(ctx, model, dataset, indices):
+    def dying_block(spec, model, dataset, indices, device):
         calls.append(f"erf {indices}")
         if len([c for c in calls if c.startswith("erf")]) == 2 and die["erf"]:
             raise KeyboardInterrupt
-        return real_block(ctx, model, dataset, indices)
+        return real_block(spec, model, dataset, indices, device)
 
     die = {"evaluate": True, "erf": False}
-    monkeypatch.setattr(runner, "evaluate", dying_evaluate)
-    monkeypatch.setattr(runner, "_erf_block", dying_block)
+    monkeypatch.setattr(resolution_run, "evaluate", dying_evaluate)
+    monkeypatch.setattr(erf_run, "erf_block", dying_block)
     with pytest.raises(KeyboardInterrupt):
         run_suite(suite, tmp_path / "run", progress=False, render=False, log=_quiet)
     assert list(_resolution_rows(tmp_path / "run")) == [("Mix", "crop")]
@@ -321,7 +316,8 @@ def test_erf_blocks_merge_to_the_mean_and_report_unreached_thresholds():
 
 
 def test_a_models_own_eval_settings_apply_to_it_only(tmp_path):
-    from segformer_bench.bench.suite import SUITES_DIR, eval_settings
+    from segformer_bench.bench.suite import SUITES_DIR
+    from segformer_bench.engine.evaluate import eval_settings
 
     slide = {"mode": "slide", "crop": [32, 32], "stride": [24, 24]}
     path = _suite_file(tmp_path, analyses=["corruption"], resolution=None, erf=None,
@@ -329,9 +325,7 @@ def test_a_models_own_eval_settings_apply_to_it_only(tmp_path):
                        models=[{"name": "Mix", "variant": "b0", "checkpoint": "mix.pt"},
                                {"name": "PE", "variant": "b0", "checkpoint": "pe.pt", "eval": slide}])
     run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=_quiet)
-    store = Store(run / "results.sqlite")
-    cells = store.cell_matrices()
-    store.close()
+    cells = stored(run, cell_matrices)
     ds = build_dataset("synthcity", "val", size=SIZE, length=5)
     for name, settings in (("Mix", EvalSettings(mode="whole")),
                            ("PE", EvalSettings(mode="slide", crop=(32, 32), stride=(24, 24)))):

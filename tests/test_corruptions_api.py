@@ -12,7 +12,8 @@ import pytest
 
 from segformer_bench.cli import main
 from segformer_bench.corruptions import PROTOCOLS, corrupt, derive_seed, get_protocol
-from segformer_bench.corruptions.generate import CorruptedTree, CorruptionJob, generate
+from segformer_bench.corruptions.generate import CorruptionJob, generate
+from segformer_bench.corruptions.views import CorruptedTree
 from segformer_bench.errors import UserError
 
 

@@ -47,18 +47,17 @@ def test_erf_maps_on_cuda_match_cpu(variant):
 
 
 def test_every_analysis_runs_on_cuda(tmp_path):
+    from segformer_bench.analyses.corruption.store import cell_matrices
+    from segformer_bench.analyses.erf.store import blocks
+    from segformer_bench.analyses.resolution.store import results
     from segformer_bench.bench.runner import run_suite
-    from segformer_bench.bench.store import Store
     from segformer_bench.bench.suite import load_suite
 
+    from .helpers import stored
     from .test_analyses import _suite_file
 
     path = _suite_file(tmp_path, analyses=["corruption", "resolution", "erf"], device="cuda",
                        corruptions={"protocol": "segformer", "cells": [["fog", 1]], "backend": "torch"})
     run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=lambda _: None)
-    store = Store(run / "results.sqlite")
-    try:
-        assert len(store.cell_matrices()) == 6 and len(store.resolution_results()) == 4
-        assert len(store.erf_blocks()) == 6
-    finally:
-        store.close()
+    assert len(stored(run, cell_matrices)) == 6 and len(stored(run, results)) == 4
+    assert len(stored(run, blocks)) == 6

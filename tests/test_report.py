@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,8 @@ from PIL import Image
 
 from segformer_bench.analyses.corruption.report import Gallery, render_report
 from segformer_bench.corruptions.protocols import PROTOCOLS, Protocol
+
+from .helpers import images_loaded_in_browser, needs_browser
 
 SEGFORMER = PROTOCOLS["segformer"]
 CLASSES = ("road", "sky")
@@ -84,7 +84,7 @@ def markdown_rows(path: Path) -> tuple[list[str], dict[str, list[str]]]:
 
 def test_files(report: dict[str, Path]):
     names = {"table.md", "table.tex", "table.csv", "groups.md", "groups.tex", "groups.csv", "per_class.md",
-             "per_class.csv", "severity.png", "groups.png", "gallery.png", "index.html"}
+             "per_class.tex", "per_class.csv", "severity.png", "groups.png", "gallery.png", "index.html"}
     assert set(report) == names and all(p.is_file() and p.name == n for n, p in report.items())
     assert not list(report["index.html"].parent.glob(".*.tmp"))  # no leftovers of the atomic writes
 
@@ -206,25 +206,10 @@ def test_class_count_must_match_the_matrices(tmp_path: Path):
         render_report(make_results(), ("a", "b", "c"), SEGFORMER, tmp_path, {})
 
 
-def _browser() -> str | None:
-    return next((path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))),
-                None)
 
 
-def images_loaded_in_browser(page: Path, profile: Path) -> tuple[int, int]:
-    """(decoded, all) images of `page` after Chromium's headless load event (the page's script counts them)."""
-    done = subprocess.run(
-        [_browser(), "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", f"--user-data-dir={profile}",
-         "--virtual-time-budget=5000", "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    loaded = re.search(r'data-images-loaded="(\d+)/(\d+)"', done.stdout)
-    assert loaded, "the page's load script did not run"
-    return int(loaded.group(1)), int(loaded.group(2))
 
 
-needs_browser = pytest.mark.skipif(_browser() is None, reason="no Chromium/Chrome binary on PATH; install Debian's "
-                                   "chromium to run this check")
 
 
 @needs_browser

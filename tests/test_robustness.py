@@ -9,22 +9,21 @@ import pytest
 
 from segformer_bench.analyses.corruption.robustness import (
     PUBLISHED,
-    _resample_counts,
-    _resampled_cells,
+    resampled_cells,
     aggregate_row,
     bootstrap,
-    cell_miou,
     degradations,
     paired_difference,
     per_class_iou,
     published_summary,
-    round_half_even,
     summarize,
 )
+from segformer_bench.analyses.stats import cell_miou, resample_counts
 from segformer_bench.corruptions.protocols import Protocol
 from segformer_bench.engine.metrics import scores
+from segformer_bench.report.tables import round_half_even
 
-# REFERENCE.md §5, typed in again here: the paper's column order and its two rows.
+# The SegFormer paper's Cityscapes-C table (arXiv 2105.15203v3), typed in again here: its column order and two rows.
 PAPER_COLUMNS = ("motion_blur", "defocus_blur", "glass_blur", "gaussian_blur", "gaussian_noise", "impulse_noise",
                  "shot_noise", "speckle_noise", "brightness", "contrast", "saturate", "jpeg_compression", "snow",
                  "spatter", "fog", "frost")
@@ -177,8 +176,8 @@ def random_results(n_images: int, seed: int = 0, models: tuple[str, ...] = ("A",
 def test_resampled_miou_equals_scores_of_the_resampled_images():
     # the vectorised path (counts @ per-image features) against explicit index resampling + metrics.scores
     results = random_results(12)
-    counts = _resample_counts(12, 5, seed=7)
-    fast = _resampled_cells(results, "A", TINY, 5, seed=7)
+    counts = resample_counts(12, 5, seed=7)
+    fast = resampled_cells(results, "A", TINY, 5, seed=7)
     for b in range(5):
         images = np.repeat(np.arange(12), counts[b].astype(int))
         for c, s in [("clean", 0), ("c1", 2), ("c2", 1)]:

@@ -10,11 +10,13 @@ import pytest
 import yaml
 
 import segformer_bench as sb
+from segformer_bench.analyses.corruption.store import cell_matrices, cell_names
 from segformer_bench.bench.runner import run_suite
-from segformer_bench.bench.store import Store
 from segformer_bench.bench.suite import SUITES_DIR, load_suite
 from segformer_bench.cli import main
 from segformer_bench.config import ConfigError
+
+from .helpers import run_then_kill_9, run_two_gloo_ranks, stored
 
 
 def _suite_file(tmp_path, **changes) -> str:
@@ -80,11 +82,9 @@ def test_runner_stores_every_cell_and_resumes(tmp_path, monkeypatch):
     cells = _cells(run)
     assert [c[:3] for c in cells] == [("B0", "clean", 0), ("B0", "contrast", 2), ("B0", "gaussian_noise", 1)]
     # a cell's numbers are those of evaluate() on the corrupted images (an independent recomputation)
-    store = Store(run / "results.sqlite")
-    per_image = store.cell_matrices()[("B0", "contrast", 2)]
-    store.close()
-    from segformer_bench.bench.runner import CorruptedView
+    per_image = stored(run, cell_matrices)[("B0", "contrast", 2)]
     from segformer_bench.corruptions import corrupt, derive_seed
+    from segformer_bench.corruptions.views import CorruptedView
     from segformer_bench.data import build_dataset
     from segformer_bench.engine.evaluate import PRESETS, evaluate
 
@@ -97,11 +97,11 @@ def test_runner_stores_every_cell_and_resumes(tmp_path, monkeypatch):
     # an interrupted run (one cell lost) resumes: only the missing cell is computed, numbers unchanged
     with sqlite3.connect(run / "results.sqlite") as db:
         db.execute("DELETE FROM cells WHERE corruption = 'gaussian_noise'")
-    import segformer_bench.bench.runner as runner
+    import segformer_bench.analyses.corruption.run as corruption_run
 
     calls = []
-    real = runner.evaluate
-    monkeypatch.setattr(runner, "evaluate", lambda *a, **k: calls.append(k["desc"]) or real(*a, **k))
+    real = corruption_run.evaluate
+    monkeypatch.setattr(corruption_run, "evaluate", lambda *a, **k: calls.append(k["desc"]) or real(*a, **k))
     run_suite(suite, run, progress=False, render=False, log=lambda _: None)
     assert calls == ["B0 gaussian_noise 1"] and _cells(run) == cells
 
@@ -141,32 +141,6 @@ def test_run_then_report_from_the_store(tmp_path, capsys):
     assert "no results.sqlite" in capsys.readouterr().err
 
 
-def run_then_kill_9(suite_path: str, run_dir, table: str, rows: int) -> list[str]:
-    """Start `segformer-bench run` in a subprocess and SIGKILL it once `table` of its store has `rows` rows;
-    returns the command line (without the run directory) for the reruns."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    cmd = [sys.executable, "-m", "segformer_bench", "run", suite_path, "--no-report", "--no-progress", "--run-dir"]
-    proc = subprocess.Popen([*cmd, str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    db = run_dir / "results.sqlite"
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=1) as conn:
-                    if conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] >= rows:  # noqa: S608
-                        break
-            except sqlite3.OperationalError:
-                pass
-        time.sleep(0.02)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return cmd
 
 
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_numbers(tmp_path):
@@ -178,48 +152,21 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_numbers(tmp_path):
     assert len(_cells(tmp_path / "killed")) < len(cells) + 1  # it really was interrupted
     subprocess.run([*cmd, str(tmp_path / "killed")], check=True, capture_output=True)
     subprocess.run([*cmd, str(tmp_path / "straight")], check=True, capture_output=True)
-    a, b = Store(tmp_path / "killed" / "results.sqlite"), Store(tmp_path / "straight" / "results.sqlite")
-    ma, mb = a.cell_matrices(), b.cell_matrices()
-    a.close()
-    b.close()
+    ma, mb = stored(tmp_path / "killed", cell_matrices), stored(tmp_path / "straight", cell_matrices)
     assert ma.keys() == mb.keys() and len(ma) == len(cells) + 1
     assert all(np.array_equal(ma[k], mb[k]) for k in ma)
 
 
-def _run_rank(rank, world, port, suite_path, run_dir):
-    import os
-
-    import torch
-
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    try:
-        run_suite(load_suite(suite_path), run_dir, progress=False, render=False, log=lambda _: None)
-    finally:
-        torch.distributed.destroy_process_group()
 
 
-def run_two_gloo_ranks(suite_path: str, run_dir) -> None:
-    """`run_suite` in two processes joined by a gloo process group, as torchrun would start them."""
-    import socket
-
-    import torch
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_run_rank, args=(2, port, suite_path, str(run_dir)), nprocs=2, join=True)
 
 
 def test_two_ranks_give_the_numbers_of_one_process(tmp_path):
     path = _suite_file(tmp_path)
     run_two_gloo_ranks(path, tmp_path / "ddp")
     run_suite(load_suite(path), tmp_path / "one", progress=False, render=False, log=lambda _: None)
-    a, b = Store(tmp_path / "ddp" / "results.sqlite"), Store(tmp_path / "one" / "results.sqlite")
-    ma, mb = a.cell_matrices(), b.cell_matrices()
-    names_a, names_b = a.cell_names("B0", "clean", 0), b.cell_names("B0", "clean", 0)
-    a.close()
-    b.close()
+    ma, mb = stored(tmp_path / "ddp", cell_matrices), stored(tmp_path / "one", cell_matrices)
+    names_a = stored(tmp_path / "ddp", cell_names)[("B0", "clean", 0)]
+    names_b = stored(tmp_path / "one", cell_names)[("B0", "clean", 0)]
     assert ma.keys() == mb.keys() and all(np.array_equal(ma[k], mb[k]) for k in ma)
     assert names_a == names_b and len(names_a) == 3

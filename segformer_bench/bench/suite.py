@@ -1,21 +1,27 @@
 """Benchmark suites: small, flat, versioned YAML files read into dataclasses.
 
 A suite says which models (a checkpoint in any layout ``load_model`` reads, or a training recipe to run
-first), on which dataset, evaluated how, under which corruptions, with which seed, and which reports to
-render. ``load_suite`` checks every key and type and names the file, the field and what is allowed.
-Relative paths in a suite (checkpoints, a training run's ``pretrained`` file, dataset roots, a corrupted
-tree, the report directory) are relative to the suite file, not to the current directory.
+first), on which dataset, evaluated how, which analyses to run, with which seed, and which reports to
+render. The fields here are those every analysis shares; each analysis of the registry
+(``segformer_bench.analyses.ANALYSES``) reads its own section (``corruptions:``, ``resolution:``, ``erf:``)
+into its own dataclass, kept in ``Suite.sections``. ``load_suite`` checks every key and type and names the
+file, the field and what is allowed. Relative paths in a suite (checkpoints, a training run's ``pretrained``
+file, dataset roots, a corrupted tree, the report directory) are relative to the suite file, not to the
+current directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import ConfigError, from_mapping, load_yaml, to_mapping
+from ..analyses import ANALYSES
+from ..config import ConfigError, check_fields, from_mapping, load_yaml, to_mapping
+from .specs import DatasetSpec, EvalSpec, ModelSpec, TrainSpec, check_eval, check_eval_overrides
 
 SUITE_VERSION = 1
 
@@ -30,109 +36,45 @@ SUITES_DIR = _suites_dir()
 
 
 @dataclass(frozen=True)
-class TrainSpec:
-    """Train the model first: a TrainConfig preset with fields laid over it."""
-
-    preset: str = "synthcity"
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str  # the row label in reports, e.g. "SegFormer-B0"
-    variant: str = "b0"
-    checkpoint: str | None = None  # relative to the suite file; or null and `train`
-    train: TrainSpec | None = None
-    num_classes: int | None = None  # only for encoder-only checkpoints
-    eval: dict[str, Any] = field(default_factory=dict)  # EvalSettings fields for this model only (ADE B5: 640)
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: Literal["synthcity", "cityscapes", "ade20k"] = "synthcity"
-    root: str | None = None  # default: $CITYSCAPES_ROOT / $ADE20K_ROOT
-    split: str = "val"
-    limit: int | None = None  # evaluate the first N images only
-    options: dict[str, Any] = field(default_factory=dict)  # SynthCity: size, length, seed
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    preset: str = "whole"  # an evaluate.PRESETS name
-    overrides: dict[str, Any] = field(default_factory=dict)  # EvalSettings fields
-
-
-@dataclass(frozen=True)
-class CorruptionSpec:
-    protocol: str = "segformer"
-    cells: tuple[tuple[str, int], ...] = ()  # explicit (corruption, severity) pairs instead of the protocol's
-    source: Literal["on-the-fly", "tree"] = "on-the-fly"
-    tree: str | None = None  # a directory written by `segformer-bench corrupt` (source: tree)
-    backend: Literal["fast", "torch", "reference"] = "fast"
-    models: tuple[str, ...] = ()  # the models to corrupt-test; default: all
-
-
-@dataclass(frozen=True)
-class ResolutionTest:
-    """One test resolution: how the images are made (dataset options over the suite's) and run (eval)."""
-
-    name: str  # the column label, e.g. "768×768 slide"
-    eval: EvalSpec = EvalSpec()
-    dataset_options: dict[str, Any] = field(default_factory=dict)  # SynthCity: a larger size renders the same scenes
-
-
-@dataclass(frozen=True)
-class ResolutionSpec:
-    """The resolution-shift analysis: every model at every test; the drop is measured from `baseline`."""
-
-    tests: tuple[ResolutionTest, ...] = ()
-    models: tuple[str, ...] = ()  # default: all
-    baseline: str | None = None  # a test name; default: the first test
-
-
-@dataclass(frozen=True)
-class ERFSpec:
-    """The effective-receptive-field analysis over the first `images` images of the suite's dataset."""
-
-    images: int = 100
-    names: tuple[str, ...] = ()  # explicit image names (as the dataset names them) instead of the first `images`
-    size: tuple[int, int] = (1024, 1024)  # input (H, W): each image resized to cover it, then centre-cropped
-    models: tuple[str, ...] = ()  # default: all
-    taps: tuple[str, ...] = ()  # default: every tap of erf.TAPS (stage1…stage4, fused, logits)
-    block: int = 4  # images per batch and per stored block (the unit a resumed run restarts from)
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Suite:
     name: str
     models: tuple[ModelSpec, ...]
     version: int = SUITE_VERSION
-    analyses: tuple[Literal["corruption", "resolution", "erf"], ...] = ("corruption",)
+    analyses: tuple[str, ...] = ("corruption",)  # names in segformer_bench.analyses.ANALYSES, run in this order
     description: str = ""
     dataset: DatasetSpec = DatasetSpec()
     eval: EvalSpec = EvalSpec()
-    corruptions: CorruptionSpec = CorruptionSpec()
-    resolution: ResolutionSpec | None = None
-    erf: ERFSpec | None = None
     seed: int = 0
     device: str = "auto"
     reference_model: str | None = None  # the model CD/rCD are relative to
     reports: tuple[Literal["tables", "plots", "html", "gallery"], ...] = ("tables", "plots", "html", "gallery")
     include_published: bool = False  # add the paper's rows to the tables, labelled as published
     report_dir: str | None = None  # default: reports/<name> next to the suites directory
+    # Every registered analysis's section (its dataclass, or None when it is absent and required), by
+    # analysis name; filled by the loader from the analyses' own suite keys, never a key of the file itself.
+    sections: dict[str, Any] = field(default_factory=dict)
     source: str = field(default="", compare=False)  # the file it was read from
 
+    def section(self, analysis: str) -> Any:
+        """The settings of `analysis` (its section dataclass)."""
+        return self.sections[analysis]
+
     def to_dict(self) -> dict:
+        """The resolved suite as plain data (as stored with the results): the shared fields, then each
+        analysis's section under its own suite key."""
         data = to_mapping(self)
-        data.pop("source")
+        del data["sections"], data["source"]
+        for name, analysis in ANALYSES.items():
+            spec = self.sections.get(name)
+            data[analysis.section] = None if spec is None else to_mapping(spec)
         return data
 
 
+def _shared_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(Suite) if f.name not in ("sections", "source")]
+
+
 def _check(suite: Suite, where: str) -> None:
-    from ..corruptions import check_name, check_severity
-    from ..corruptions.protocols import get_protocol
-    from ..engine.evaluate import PRESETS as EVAL_PRESETS
     from ..engine.train import PRESETS as TRAIN_PRESETS
     from ..errors import UserError
     from ..models.segformer import variant_name
@@ -157,78 +99,19 @@ def _check(suite: Suite, where: str) -> None:
                               f"{', '.join(TRAIN_PRESETS)}")
     if suite.reference_model is not None and suite.reference_model not in names:
         raise ConfigError(f"{where}: reference_model {suite.reference_model!r} is not one of the models {names}")
-    if suite.eval.preset not in EVAL_PRESETS:
-        raise ConfigError(f"{where}: eval.preset {suite.eval.preset!r}: choose one of {', '.join(EVAL_PRESETS)}")
-    try:
-        get_protocol(suite.corruptions.protocol)
-        for c, s in suite.corruptions.cells:
-            check_name(c)
-            check_severity(s)
-    except UserError as e:
-        raise ConfigError(f"{where}: corruptions: {e}") from None
-    if suite.corruptions.source == "tree" and not suite.corruptions.tree:
-        raise ConfigError(f"{where}: corruptions.source is 'tree' but corruptions.tree names no directory")
+    check_eval(suite.eval, f"{where}: eval")
     if not suite.analyses or len(set(suite.analyses)) != len(suite.analyses):
-        raise ConfigError(f"{where}: analyses must name each of corruption, resolution, erf at most once, "
+        raise ConfigError(f"{where}: analyses must name each of {', '.join(ANALYSES)} at most once, "
                           f"and at least one; got {list(suite.analyses)}")
-    for section, spec in (("corruptions", suite.corruptions), ("resolution", suite.resolution), ("erf", suite.erf)):
-        unknown = [m for m in getattr(spec, "models", ()) if m not in names]
+    for name, analysis in ANALYSES.items():
+        unknown = [m for m in getattr(suite.sections.get(name), "models", ()) if m not in names]
         if unknown:
-            raise ConfigError(f"{where}: {section}.models {unknown} are not among the models {names}")
+            raise ConfigError(f"{where}: {analysis.section}.models {unknown} are not among the models {names}")
     for i, m in enumerate(suite.models):
-        _check_eval_overrides(m.eval, f"{where}: models[{i}].eval")
-    _check_eval_overrides(suite.eval.overrides, f"{where}: eval.overrides")
-    if "resolution" in suite.analyses:
-        _check_resolution(suite.resolution, where)
-    if "erf" in suite.analyses:
-        _check_erf(suite.erf, where)
-
-
-def _check_eval_overrides(overrides: dict[str, Any], where: str) -> None:
-    eval_settings("whole", overrides, where=where)
-
-
-def eval_settings(preset: str, *layers: dict[str, Any], where: str):  # -> evaluate.EvalSettings
-    """An evaluate.PRESETS entry with each mapping of EvalSettings fields laid over it in turn."""
-    from ..engine.evaluate import PRESETS as EVAL_PRESETS
-    from ..engine.evaluate import EvalSettings
-
-    fields = to_mapping(EVAL_PRESETS[preset])
-    for layer in layers:
-        fields.update(layer)
-    return from_mapping(EvalSettings, fields, where)
-
-
-def _check_resolution(spec: ResolutionSpec | None, where: str) -> None:
-    from ..engine.evaluate import PRESETS as EVAL_PRESETS
-
-    if spec is None or not spec.tests:
-        raise ConfigError(f"{where}: analyses names 'resolution' but there is no resolution section with tests; "
-                          "add resolution: {tests: [{name: ..., eval: {...}}, ...]}")
-    tests = [t.name for t in spec.tests]
-    if len(set(tests)) != len(tests):
-        raise ConfigError(f"{where}: resolution test names must be unique, got {tests}")
-    if spec.baseline is not None and spec.baseline not in tests:
-        raise ConfigError(f"{where}: resolution.baseline {spec.baseline!r} is not one of the tests {tests}")
-    for i, t in enumerate(spec.tests):
-        if t.eval.preset not in EVAL_PRESETS:
-            raise ConfigError(f"{where}: resolution.tests[{i}].eval.preset {t.eval.preset!r}: choose one of "
-                              f"{', '.join(EVAL_PRESETS)}")
-        _check_eval_overrides(t.eval.overrides, f"{where}: resolution.tests[{i}].eval.overrides")
-
-
-def _check_erf(spec: ERFSpec | None, where: str) -> None:
-    from ..analyses.erf.maps import TAPS
-
-    if spec is None:
-        raise ConfigError(f"{where}: analyses names 'erf' but there is no erf section; add erf: {{images: 100}}")
-    if spec.images < 1 or spec.block < 1 or min(spec.size) < 32:
-        raise ConfigError(f"{where}: erf needs images ≥ 1, block ≥ 1 and a size of at least 32×32")
-    if len(set(spec.names)) != len(spec.names):
-        raise ConfigError(f"{where}: erf.names lists an image more than once")
-    bad = [t for t in spec.taps if t not in TAPS]
-    if bad:
-        raise ConfigError(f"{where}: erf.taps {bad}: choose from {', '.join(TAPS)}")
+        check_eval_overrides(m.eval, f"{where}: models[{i}].eval")
+    for name, spec in suite.sections.items():
+        if spec is not None:
+            ANALYSES[name].check(spec, suite, where)
 
 
 def _resolve_paths(suite: Suite, base: Path) -> Suite:
@@ -245,10 +128,37 @@ def _resolve_paths(suite: Suite, base: Path) -> Suite:
 
     models = tuple(dataclasses.replace(m, checkpoint=resolve(m.checkpoint), train=resolve_train(m.train))
                    for m in suite.models)
-    corruptions = dataclasses.replace(suite.corruptions, tree=resolve(suite.corruptions.tree))
+    sections = {name: spec if spec is None else ANALYSES[name].resolve_paths(spec, resolve)
+                for name, spec in suite.sections.items()}
     dataset = dataclasses.replace(suite.dataset, root=resolve(suite.dataset.root))
-    return dataclasses.replace(suite, models=models, corruptions=corruptions, dataset=dataset,
+    return dataclasses.replace(suite, models=models, sections=sections, dataset=dataset,
                                report_dir=resolve(suite.report_dir))
+
+
+def suite_from_mapping(data: object, where: str) -> Suite:
+    """A checked Suite from plain data (a suite file's, or the resolved suite a store holds)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of suite fields, got {type(data).__name__}")
+    keys = {a.section: name for name, a in ANALYSES.items()}
+    check_fields(data, [*_shared_fields(), *keys], where)
+    analyses = data.get("analyses", Suite.analyses)
+    if isinstance(analyses, list | tuple):
+        for i, a in enumerate(analyses):
+            if a not in ANALYSES:
+                raise ConfigError(f"{where}: field 'analyses'[{i}]: expected "
+                                  f"{' or '.join(map(repr, ANALYSES))}, got {a!r}")
+    sections = {}
+    for key, name in keys.items():
+        analysis, value = ANALYSES[name], data.get(key)
+        sections[name] = analysis.default() if value is None else \
+            from_mapping(analysis.spec, value, f"{where}: field '{key}'")
+        if sections[name] is None and name in (analyses or ()):
+            raise ConfigError(f"{where}: analyses names {name!r} but there is no {key} section; "
+                              f"add {key}: {analysis.example}")
+    suite = from_mapping(Suite, {k: v for k, v in data.items() if k not in keys}, where)
+    suite = dataclasses.replace(suite, sections=sections)
+    _check(suite, where)
+    return suite
 
 
 def find_suite(name_or_path: str | os.PathLike) -> Path:
@@ -266,11 +176,7 @@ def find_suite(name_or_path: str | os.PathLike) -> Path:
 def load_suite(name_or_path: str | os.PathLike) -> Suite:
     """Read and check a suite; relative paths inside it are resolved against its directory."""
     path = find_suite(name_or_path)
-    data = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of suite fields, got {type(data).__name__}")
-    suite = from_mapping(Suite, data, str(path))
-    _check(suite, str(path))
+    suite = suite_from_mapping(load_yaml(path), str(path))
     return dataclasses.replace(_resolve_paths(suite, path.parent.resolve()), source=str(path))
 
 

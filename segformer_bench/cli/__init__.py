@@ -135,15 +135,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from ..analyses import ANALYSES
     from ..bench.suite import load_suite
 
     for path in args.suites:
         suite = load_suite(path)
-        parts = {"corruption": f"corruption (protocol {suite.corruptions.protocol})",
-                 "resolution": f"resolution ({len(suite.resolution.tests) if suite.resolution else 0} tests)",
-                 "erf": f"erf ({suite.erf.images if suite.erf else 0} images)"}
-        print(f"{suite.source}: ok ({suite.name}: {len(suite.models)} model(s), {suite.dataset.name}; "
-              f"{', '.join(parts[a] for a in suite.analyses)})")
+        parts = ", ".join(ANALYSES[a].describe(suite.section(a)) for a in suite.analyses)
+        print(f"{suite.source}: ok ({suite.name}: {len(suite.models)} model(s), {suite.dataset.name}; {parts})")
     return 0
 
 
@@ -154,6 +152,11 @@ def _ls(args: argparse.Namespace) -> int:
     print("suites:")
     for name, description in list_suites():
         print(f"  {name:<20} {description}")
+    from ..analyses import ANALYSES
+
+    print("analyses:")
+    for name, analysis in ANALYSES.items():
+        print(f"  {name:<20} {analysis.title} (suite section '{analysis.section}')")
     print("protocols:")
     for name, protocol in PROTOCOLS.items():
         print(f"  {name:<20} {len(protocol.corruptions)} corruptions, {len(protocol.cells())} cells")

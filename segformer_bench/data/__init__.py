@@ -7,7 +7,7 @@ from .base import IGNORE_INDEX, DataError, DatasetInfo, Sample, SegmentationData
 DATASETS = ("synthcity", "cityscapes", "ade20k")
 
 __all__ = ["DATASETS", "IGNORE_INDEX", "DataError", "DatasetInfo", "Sample", "SegmentationDataset",
-           "build_dataset", "check_sample"]
+           "build_dataset", "check_sample", "class_names"]
 
 
 def build_dataset(name: str, split: str = "val", root: str | None = None, **options: object) -> SegmentationDataset:
@@ -28,4 +28,17 @@ def build_dataset(name: str, split: str = "val", root: str | None = None, **opti
         from .ade20k import ADE20K
 
         return ADE20K(root, split, **options)
+    raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+
+
+def class_names(name: str) -> tuple[str, ...]:
+    """The class names of dataset `name`, without building it (reports are rendered from a store alone)."""
+    if name == "ade20k":
+        from .ade20k import ADE20K_CLASSES
+
+        return ADE20K_CLASSES
+    if name in DATASETS:  # SynthCity is in Cityscapes' label space
+        from .labels import CITYSCAPES_CLASSES
+
+        return CITYSCAPES_CLASSES
     raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")

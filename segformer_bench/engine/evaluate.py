@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -59,6 +59,17 @@ PRESETS: dict[str, EvalSettings] = {
                               scales=(0.75, 0.875, 1.0, 1.125, 1.25), flip=True),
     "whole": EvalSettings(mode="whole"),
 }
+
+
+def eval_settings(preset: str, *layers: Mapping[str, object], where: str) -> EvalSettings:
+    """The PRESETS entry `preset` with each mapping of EvalSettings fields laid over it in turn, checked
+    (a ConfigError naming `where` for an unknown field or a wrong type)."""
+    from ..config import from_mapping, to_mapping
+
+    fields = to_mapping(PRESETS[preset])
+    for layer in layers:
+        fields.update(layer)
+    return from_mapping(EvalSettings, fields, where)
 
 
 @dataclass

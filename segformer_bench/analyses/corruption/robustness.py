@@ -31,12 +31,20 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
 from ...corruptions.protocols import PROTOCOLS, Protocol
 from ...engine.metrics import scores
+from ..stats import (
+    Interval,
+    cell_miou,
+    check_bootstrap_args,
+    image_features,
+    miou_from_features,
+    percentile_interval,
+    resample_counts,
+)
 
 CLEAN = ("clean", 0)  # the (corruption, severity) key of the uncorrupted cell
 
@@ -50,11 +58,6 @@ Value = float | np.ndarray  # a point estimate, or one value per bootstrap resam
 def model_names(results: Mapping[Key, np.ndarray]) -> list[str]:
     """The models in `results`, in the order their first cell appears."""
     return list(dict.fromkeys(model for model, _, _ in results))
-
-
-def cell_miou(matrices: np.ndarray) -> float:
-    """mIoU of one cell from its (N, K, K) per-image matrices (summed first), as :func:`metrics.scores` defines it."""
-    return scores(np.asarray(matrices).sum(axis=0))["mIoU"]
 
 
 def cell_mious(results: Mapping[Key, np.ndarray]) -> dict[Key, float]:
@@ -220,15 +223,6 @@ def per_class_iou(results: Mapping[Key, np.ndarray], protocol: Protocol) -> dict
 # --- bootstrap -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Interval:
-    """A point estimate and its percentile bootstrap interval."""
-
-    value: float
-    low: float
-    high: float
-
-
 def _statistics(cells: Mapping[tuple[str, int], Value], protocol: Protocol,
                 reference_cells: Mapping[tuple[str, int], Value] | None) -> dict[str, Value]:
     """The named statistics of one model (clean, mPC, rPC, each group, and mCD/mrCD with a reference)."""
@@ -240,33 +234,7 @@ def _statistics(cells: Mapping[tuple[str, int], Value], protocol: Protocol,
     return stats
 
 
-def _features(matrices: np.ndarray) -> np.ndarray:
-    """(N, 3, K) per-image intersection, label area and prediction area: all IoU needs, and linear in images."""
-    m = np.asarray(matrices, np.float64)  # float64: summed counts exceed float32's exact range (2**24)
-    return np.stack([np.diagonal(m, axis1=1, axis2=2), m.sum(axis=2), m.sum(axis=1)], axis=1)
-
-
-def _miou_from_features(f: np.ndarray) -> np.ndarray:
-    """mIoU from summed features (..., 3, K), exactly as metrics.scores: classes with zero union are skipped."""
-    intersect, label, pred = f[..., 0, :], f[..., 1, :], f[..., 2, :]
-    union = label + pred - intersect
-    present = union > 0
-    iou = intersect / np.where(present, union, 1.0)
-    n = present.sum(axis=-1)
-    return np.where(n > 0, (iou * present).sum(axis=-1) / np.maximum(n, 1), np.nan)
-
-
-def _resample_counts(n_images: int, n_resamples: int, seed: int) -> np.ndarray:
-    """(n_resamples, n_images) multinomial counts: image i appears counts[b, i] times in resample b.
-
-    The generator is seeded with (seed, n_images), so a model's intervals do not depend on which other
-    models are in the results, and models on the same images get the same resamples (paired).
-    """
-    rng = np.random.default_rng([seed, n_images])
-    return rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=n_resamples).astype(np.float64)
-
-
-def _resampled_cells(results: Mapping[Key, np.ndarray], model: str, protocol: Protocol, n_resamples: int,
+def resampled_cells(results: Mapping[Key, np.ndarray], model: str, protocol: Protocol, n_resamples: int,
                      seed: int) -> dict[tuple[str, int], np.ndarray]:
     """Per cell of `model` (protocol cells and clean): its mIoU in each of the resamples, (n_resamples,)."""
     keys = [k for k in [CLEAN, *protocol.cells()] if (model, *k) in results]
@@ -278,24 +246,11 @@ def _resampled_cells(results: Mapping[Key, np.ndarray], model: str, protocol: Pr
         raise ValueError(f"model {model!r}: cells have different image counts {sorted(n_images)}; "
                          "the bootstrap needs the same images in every cell")
     (n,) = n_images
-    features = np.stack([_features(m) for m in stacked], axis=1)  # (N, cells, 3, K)
-    counts = _resample_counts(n, n_resamples, seed)  # (B, N)
+    features = np.stack([image_features(m) for m in stacked], axis=1)  # (N, cells, 3, K)
+    counts = resample_counts(n, n_resamples, seed)  # (B, N)
     sums = (counts @ features.reshape(n, -1)).reshape(n_resamples, *features.shape[1:])  # (B, cells, 3, K)
-    mious = _miou_from_features(sums)  # (B, cells)
+    mious = miou_from_features(sums)  # (B, cells)
     return {k: mious[:, i] for i, k in enumerate(keys)}
-
-
-def _interval(value: float, samples: np.ndarray, confidence: float) -> Interval:
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.percentile(samples, [100 * alpha, 100 * (1 - alpha)])
-    return Interval(float(value), float(low), float(high))
-
-
-def _check_bootstrap_args(n_resamples: int, confidence: float) -> None:
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be ≥ 1, got {n_resamples}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
 def bootstrap(results: Mapping[Key, np.ndarray], protocol: Protocol, *, reference_model: str | None = None,
@@ -307,40 +262,22 @@ def bootstrap(results: Mapping[Key, np.ndarray], protocol: Protocol, *, referenc
     have been evaluated on the same images). Each interval's `value` is the point estimate on all images.
     Deterministic for a given `seed`.
     """
-    _check_bootstrap_args(n_resamples, confidence)
+    check_bootstrap_args(n_resamples, confidence)
     models = model_names(results)
     if reference_model is not None:
         if reference_model not in models:
             raise ValueError(f"reference model {reference_model!r} is not in the results ({', '.join(models)})")
         _check_same_images(results, models, reference_model)
     mious = cell_mious(results)
-    resampled = {m: _resampled_cells(results, m, protocol, n_resamples, seed) for m in models}
+    resampled = {m: resampled_cells(results, m, protocol, n_resamples, seed) for m in models}
     out = {}
     for model in models:
         cells = _cells_of(mious, model)
         point = _statistics(cells, protocol, None if reference_model is None else _cells_of(mious, reference_model))
         samples = _statistics(resampled[model], protocol,
                               None if reference_model is None else resampled[reference_model])
-        out[model] = {name: _interval(point[name], samples[name], confidence) for name in point}
+        out[model] = {name: percentile_interval(point[name], samples[name], confidence) for name in point}
     return out
-
-
-def paired_change(before: np.ndarray, after: np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95,
-                  seed: int = 0) -> Interval:
-    """mIoU(after) − mIoU(before) for per-image confusion matrices of the same images in the same order (the
-    same scenes at two test resolutions, say), with a paired percentile bootstrap interval over images."""
-    _check_bootstrap_args(n_resamples, confidence)
-    before, after = np.asarray(before), np.asarray(after)
-    if before.shape[0] != after.shape[0]:
-        raise ValueError(f"paired_change needs the same images on both sides, got {before.shape[0]} and "
-                         f"{after.shape[0]}")
-    n = before.shape[0]
-    counts = _resample_counts(n, n_resamples, seed)  # (B, N)
-    fa, fb = _features(after), _features(before)
-    value = float(_miou_from_features(fa.sum(0)) - _miou_from_features(fb.sum(0)))
-    diff = (_miou_from_features((counts @ fa.reshape(n, -1)).reshape(n_resamples, *fa.shape[1:]))
-            - _miou_from_features((counts @ fb.reshape(n, -1)).reshape(n_resamples, *fb.shape[1:])))
-    return _interval(value, diff, confidence)
 
 
 def _check_same_images(results: Mapping[Key, np.ndarray], models: Sequence[str], reference: str) -> None:
@@ -368,7 +305,7 @@ def paired_difference(results: Mapping[Key, np.ndarray], protocol: Protocol, mod
     (the runner guarantees it; here it is checked as far as the data allows: the same number of images).
     `statistic` is ``clean``, ``mPC``, ``rPC`` or a protocol group name.
     """
-    _check_bootstrap_args(n_resamples, confidence)
+    check_bootstrap_args(n_resamples, confidence)
     models = model_names(results)
     for model in (model_a, model_b):
         if model not in models:
@@ -378,9 +315,9 @@ def paired_difference(results: Mapping[Key, np.ndarray], protocol: Protocol, mod
     points = [_statistics(_cells_of(mious, m), protocol, None) for m in (model_a, model_b)]
     if statistic not in points[0]:
         raise ValueError(f"unknown statistic {statistic!r}: choose one of {', '.join(points[0])}")
-    samples = [_statistics(_resampled_cells(results, m, protocol, n_resamples, seed), protocol, None)[statistic]
+    samples = [_statistics(resampled_cells(results, m, protocol, n_resamples, seed), protocol, None)[statistic]
                for m in (model_a, model_b)]
-    return _interval(points[0][statistic] - points[1][statistic], samples[0] - samples[1], confidence)
+    return percentile_interval(points[0][statistic] - points[1][statistic], samples[0] - samples[1], confidence)
 
 
 # --- the paper's rows ------------------------------------------------------------------------------------
@@ -423,12 +360,3 @@ def published_summary(row: PublishedRow, protocol: Protocol = PROTOCOLS["segform
     return aggregate_row(row.clean / 100, {c: by_name[c] / 100 for c in protocol.corruptions}, protocol)
 
 
-def round_half_even(value: float, digits: int) -> float:
-    """`value` rounded to `digits` decimals, ties to even, after removing binary noise (12 significant digits).
-
-    This is how the paper's numbers round: DeepLabv3+'s mPC is 630.8 / 16 = 39.425, printed 39.42; plain
-    ``round`` or ``%.2f`` would see 39.425000000000004 (from 0.39425 × 100) and print 39.43.
-    """
-    if not math.isfinite(value):
-        return value
-    return float(Decimal(f"{value:.12g}").quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_EVEN))

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..corruption.report import Table, _csv, _figure, _png, to_html, to_latex, to_markdown
+from ...report import plots
+from ...report.page import Section, figure
+from ...report.tables import Table, table_files, to_html
 from .maps import TAPS, THRESHOLDS, ERFAccumulator, area_ratios, normalise_log, normalise_power
 
 NORMALISATIONS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
@@ -137,11 +139,11 @@ def erf_grid_png(erfs: Mapping[str, ModelERF], normalisation: str = "log") -> by
                 ax.set_ylabel(model, fontsize=9)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.85, label=f"contribution, {title}")
-    return _png(fig)
+    return plots.png(fig)
 
 
 def erf_report(blocks: Mapping[tuple[str, int], Mapping], size: tuple[int, int] | None = None,
-               ) -> tuple[dict[str, str | bytes], list[tuple[str, str, str]]]:
+               ) -> tuple[dict[str, str | bytes], list[Section]]:
     """({file name: content}, [(heading, note HTML, content HTML)]) of the ERF analysis."""
     if not blocks:
         raise ValueError("no ERF results to report")
@@ -154,8 +156,7 @@ def erf_report(blocks: Mapping[tuple[str, int], Mapping], size: tuple[int, int] 
     caption = ("High-contribution area ratio r(t), % of the input area: the smallest centred square holding t of "
                f"the normalised ERF's total ({counts}{input_note}).")
     pngs = {"erf.png": erf_grid_png(erfs, "log"), "erf_power.png": erf_grid_png(erfs, "power")}
-    files: dict[str, str | bytes] = {"erf_area.md": to_markdown(table, caption),
-                                     "erf_area.tex": to_latex(table, caption), "erf_area.csv": _csv(area_frame(erfs)),
+    files: dict[str, str | bytes] = {**table_files("erf_area", table, caption, area_frame(erfs)),
                                      "erf_maps.npz": maps_npz(erfs), **pngs}
     recipe = ("ERF by the RepLKNet recipe: for each image, the gradient of Σ<sub>k</sub> ReLU(F<sub>k</sub> at the "
               "feature map's centre) with respect to the input, positive part summed over RGB, averaged over "
@@ -164,10 +165,10 @@ def erf_report(blocks: Mapping[tuple[str, int], Mapping], size: tuple[int, int] 
               "and the logits. Raw mean maps: erf_maps.npz.")
     sections = [
         ("Effective receptive field", recipe + " Colour: log10(A+1)/max, one scale for every panel.",
-         _figure(pngs["erf.png"], "effective receptive fields, log normalisation")),
+         figure(pngs["erf.png"], "effective receptive fields, log normalisation")),
         ("Effective receptive field, scale-free",
          "The same maps as (A/max)^0.25, which does not depend on the gradient's overall scale.",
-         _figure(pngs["erf_power.png"], "effective receptive fields, power normalisation")),
+         figure(pngs["erf_power.png"], "effective receptive fields, power normalisation")),
         ("ERF area ratios", html.escape(caption) + f" “{NOT_REACHED}”: no centred square inside the map holds that "
          "share.", to_html(table)),
     ]

@@ -1,6 +1,6 @@
 """The resolution-shift report: a pure function of the stored (model, test) results.
 
-The SegFormer paper's ablation (REFERENCE.md §6) trains Mix-FFN and a positional-encoding variant once and
+The SegFormer paper's ablation (Table 1c) trains Mix-FFN and a positional-encoding variant once and
 tests each with a 768×768 sliding window and on the whole 1024×2048 image; the table here has one row per
 model, the mIoU at every test resolution, and the change from the baseline test (the first, unless the suite
 names one) with a paired bootstrap interval over images (the same images at both resolutions). The plot shows
@@ -17,21 +17,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ...bench.store import ResolutionResult
-from ..corruption.report import (
-    _COLORS,
-    MISSING,
-    Table,
-    _csv,
-    _figure,
-    _fmt,
-    _fmt_interval,
-    _png,
-    to_html,
-    to_latex,
-    to_markdown,
-)
-from ..corruption.robustness import Interval, cell_miou, paired_change
+from ...report import plots
+from ...report.page import Section, figure
+from ...report.tables import MISSING, Table, fmt, fmt_interval, table_files, to_html
+from ..stats import Interval, cell_miou, paired_change
+from .store import ResolutionResult
 
 # The paper's ablation rows (Cityscapes val; 768×768 sliding window, then the whole 1024×2048 image).
 PUBLISHED: dict[str, tuple[float, float]] = {"PE (published)": (77.3, 74.0), "Mix-FFN (published)": (80.5, 79.8)}
@@ -86,10 +76,10 @@ def resolution_table(summary: ResolutionTable, include_published: bool) -> Table
     models = list(dict.fromkeys(m for m, _ in summary.miou))
     rows = []
     for m in models:
-        cells = [_fmt(100 * summary.miou[(m, t)]) if (m, t) in summary.miou else MISSING for t in summary.tests]
+        cells = [fmt(100 * summary.miou[(m, t)]) if (m, t) in summary.miou else MISSING for t in summary.tests]
         for t in shifted:
             c = summary.change.get((m, t))
-            cells.append(MISSING if c is None else _signed(_fmt_interval(c, c.value)))
+            cells.append(MISSING if c is None else _signed(fmt_interval(c, c.value)))
         rows.append((m, cells))
     table = Table("Model", columns, rows, top=[("mIoU (%)", len(summary.tests)), (f"change from {summary.baseline}",
                                                                                     len(shifted))] if shifted else [])
@@ -97,7 +87,7 @@ def resolution_table(summary: ResolutionTable, include_published: bool) -> Table
         table.rules.add(len(rows))
         for label, (before, after) in PUBLISHED.items():
             table.muted.add(len(table.rows))
-            table.rows.append((label, [_fmt(before), _fmt(after), _signed(_fmt(after - before))]))
+            table.rows.append((label, [fmt(before), fmt(after), _signed(fmt(after - before))]))
     return table
 
 
@@ -137,7 +127,7 @@ def resolution_png(summary: ResolutionTable) -> bytes:
     for k, m in enumerate(models):
         ts = [t for t in tests if (m, t) in summary.miou]
         ax.plot([x[t] for t in ts], [100 * summary.miou[(m, t)] for t in ts], marker="o", linewidth=1.8,
-                color=_COLORS[k % len(_COLORS)], label=m)
+                color=plots.COLORS[k % len(plots.COLORS)], label=m)
     ax.set_xscale("log", base=2)
     ticks = sorted(set(x.values()))
     ax.set_xticks(ticks, ["\n".join(f"{t}\n({_size(summary.input_size[t])})" for t in tests if x[t] == v)
@@ -150,12 +140,12 @@ def resolution_png(summary: ResolutionTable) -> bytes:
     ax.set_ylabel("mIoU (%)")
     ax.grid(alpha=0.3, linewidth=0.6)
     ax.legend(fontsize=9, frameon=False)
-    return _png(fig)
+    return plots.png(fig)
 
 
 def resolution_report(results: Mapping[tuple[str, str], ResolutionResult], tests: Sequence[str], baseline: str | None,
                       include_published: bool, *, n_resamples: int = 1000, confidence: float = 0.95,
-                      seed: int = 0) -> tuple[dict[str, str | bytes], list[tuple[str, str, str]]]:
+                      seed: int = 0) -> tuple[dict[str, str | bytes], list[Section]]:
     """({file name: content}, [(heading, note HTML, content HTML)]) of the resolution-shift analysis."""
     summary = summarize_resolution(results, tests, baseline, n_resamples=n_resamples, confidence=confidence,
                                    seed=seed)
@@ -166,9 +156,8 @@ def resolution_report(results: Mapping[tuple[str, str], ResolutionResult], tests
                f"{summary.baseline}, with {level} paired bootstrap intervals over images ({n_resamples} resamples, "
                f"seed {seed}).")
     png = resolution_png(summary)
-    files: dict[str, str | bytes] = {"resolution.md": to_markdown(table, caption),
-                                     "resolution.tex": to_latex(table, caption),
-                                     "resolution.csv": _csv(resolution_frame(summary)), "resolution.png": png}
+    files: dict[str, str | bytes] = {**table_files("resolution", table, caption, resolution_frame(summary)),
+                                     "resolution.png": png}
     published = (" Rows marked “(published)” are the paper's ablation (Cityscapes val, 768×768 sliding window "
                  "versus the whole 1024×2048 image)." if include_published and published_applies(summary) else "")
     note = (f"Each model is tested at every resolution ({html.escape(sizes)}; the size is the network's input: the "
@@ -179,5 +168,5 @@ def resolution_report(results: Mapping[tuple[str, str], ResolutionResult], tests
             + published)
     sections = [("Resolution shift", note, to_html(table)),
                 ("mIoU against test resolution", "One line per model; the x axis is the network input's √(H·W).",
-                 _figure(png, "mIoU against test resolution"))]
+                 figure(png, "mIoU against test resolution"))]
     return files, sections

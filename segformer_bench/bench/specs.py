@@ -1,0 +1,62 @@
+"""The parts of a suite that every analysis shares: model entries, the dataset, evaluation settings.
+
+They live apart from the suite loader (``suite.py``) because analyses read them too, while the loader reads
+the analyses' registry for their sections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..config import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Train the model first: a TrainConfig preset with fields laid over it."""
+
+    preset: str = "synthcity"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # the row label in reports, e.g. "SegFormer-B0"
+    variant: str = "b0"
+    checkpoint: str | None = None  # relative to the suite file; or null and `train`
+    train: TrainSpec | None = None
+    num_classes: int | None = None  # only for encoder-only checkpoints
+    eval: dict[str, Any] = field(default_factory=dict)  # EvalSettings fields for this model only (ADE B5: 640)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: Literal["synthcity", "cityscapes", "ade20k"] = "synthcity"
+    root: str | None = None  # default: $CITYSCAPES_ROOT / $ADE20K_ROOT
+    split: str = "val"
+    limit: int | None = None  # evaluate the first N images only
+    options: dict[str, Any] = field(default_factory=dict)  # SynthCity: size, length, seed
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    preset: str = "whole"  # an evaluate.PRESETS name
+    overrides: dict[str, Any] = field(default_factory=dict)  # EvalSettings fields
+
+
+def check_eval(spec: EvalSpec, where: str) -> None:
+    """An eval section: a known preset, and overrides that are EvalSettings fields of the right types."""
+    from ..engine.evaluate import PRESETS as EVAL_PRESETS
+
+    if spec.preset not in EVAL_PRESETS:
+        raise ConfigError(f"{where}.preset {spec.preset!r}: choose one of {', '.join(EVAL_PRESETS)}")
+    check_eval_overrides(spec.overrides, f"{where}.overrides")
+
+
+def check_eval_overrides(overrides: dict[str, Any], where: str) -> None:
+    from ..engine.evaluate import eval_settings
+
+    eval_settings("whole", overrides, where=where)
+
+
