@@ -9,13 +9,13 @@ import pytest
 
 from segformer_bench.analyses.corruption.robustness import (
     PUBLISHED,
-    resampled_cells,
     aggregate_row,
     bootstrap,
     degradations,
     paired_difference,
     per_class_iou,
     published_summary,
+    resampled_cells,
     summarize,
 )
 from segformer_bench.analyses.stats import cell_miou, resample_counts
