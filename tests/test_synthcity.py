@@ -7,9 +7,13 @@ average for the box-filtered patterns, hand-computed pixels for the painter's al
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from segformer_bench.data import synthcity
 from segformer_bench.data.base import check_sample
 from segformer_bench.data.labels import CITYSCAPES_CLASSES
 from segformer_bench.data.synthcity import (
@@ -26,6 +30,7 @@ from segformer_bench.data.synthcity import (
     SynthCity,
     _pulses,
     render,
+    source_digest,
 )
 from segformer_bench.errors import UserError
 
@@ -224,3 +229,27 @@ def test_cache_returns_the_rendered_sample_and_survives_a_damaged_file(tmp_path,
     assert other.load(1)[0].shape == (48, 96, 3) and len(list(tmp_path.rglob("*.npz"))) == 2
     with pytest.raises(UserError, match="cache must be true or false"):
         SynthCity("val", cache="yes")
+
+
+def test_the_cache_key_covers_every_module_of_the_package(tmp_path, monkeypatch):
+    """A change to any module (here the geometry), a renamed or an added module starts a fresh cache."""
+    package = Path(synthcity.__file__).parent
+    copy = tmp_path / "synthcity"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    key = source_digest(package)
+    assert source_digest(copy) == key  # what counts is the source, not where the package lies
+    geometry = copy / "geometry.py"
+    source = bytearray(geometry.read_bytes())
+    source[len(source) // 2] ^= 1  # one byte
+    geometry.write_bytes(bytes(source))
+    assert source_digest(copy) != key
+    source[len(source) // 2] ^= 1
+    geometry.write_bytes(bytes(source))
+    assert source_digest(copy) == key
+    (copy / "palettes.py").rename(copy / "colors.py")
+    assert source_digest(copy) != key
+    (copy / "colors.py").rename(copy / "palettes.py")
+    (copy / "extra.py").write_bytes(b"")
+    assert source_digest(copy) != key
+    monkeypatch.setenv("SEGFORMER_BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    assert SynthCity("val", size=(32, 64), cache=True).cache.parent.name == key  # the key the cache uses
