@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from segformer_bench.corruptions import fast_blur, torch_blur
+from segformer_bench.corruptions._kernels import motion_taps
 from segformer_bench.corruptions.reference import reference_corrupt
 
 NAMES = ("glass_blur", "motion_blur", "defocus_blur", "gaussian_blur", "zoom_blur")
@@ -148,11 +149,11 @@ def test_fast_determinism():
 
 def test_motion_taps_stop_at_the_border():
     """41 taps on a 32-pixel-wide image: the reference stops at the first shift that reaches the border."""
-    taps = fast_blur.motion_taps((32, 32), 20, 15, 0.0)  # horizontal: tap i shifts by i
+    taps = motion_taps((32, 32), 20, 15, 0.0)  # horizontal: tap i shifts by i
     assert len(taps) == 32 and taps[-1][1:] == (0, -31)
     x = _image((32, 32), 5)
     seed = next(s for s in range(1000) if abs(np.random.RandomState(s).uniform(-45, 45)) < 5)
-    assert len(fast_blur.motion_taps((32, 32), 20, 15, np.random.RandomState(seed).uniform(-45, 45))) < 41
+    assert len(motion_taps((32, 32), 20, 15, np.random.RandomState(seed).uniform(-45, 45))) < 41
     np.testing.assert_array_equal(fast_blur.motion_blur(x, 5, seed), reference_corrupt(x, "motion_blur", 5, seed))
     got = torch_blur.motion_blur(_to_batch([x, _image((32, 32), 6)], "cpu"), 5, [seed, 0])
     np.testing.assert_array_equal(_from_batch(got)[0], reference_corrupt(x, "motion_blur", 5, seed))

@@ -26,13 +26,13 @@ otherwise SciPy itself runs.
 from __future__ import annotations
 
 import functools
-import math
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
 from ._blocks import BLOCK_ELEMENTS, row_blocks, to_uint8
+from ._kernels import motion_taps
 
 # /////////////// constants (imagecorruptions 1.1.2) ///////////////
 
@@ -264,32 +264,6 @@ def defocus_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
 
 
 # /////////////// motion blur ///////////////
-
-
-def motion_kernel(radius: int, sigma: float) -> np.ndarray:
-    """The reference's one-sided Gaussian of 2·radius + 1 taps, normalised to sum 1 (float64)."""
-    width = radius * 2 + 1
-    k = np.exp(-(np.arange(width) ** 2) / (2 * (sigma**2))) / (np.sqrt(2 * np.pi) * sigma)
-    return k / np.sum(k)
-
-
-def motion_taps(shape: tuple[int, int], radius: int, sigma: float, angle: float) -> list[tuple[float, int, int]]:
-    """(weight, dy, dx) of each tap the reference adds, with its exact expressions (np.sin, np.cos, math.hypot).
-
-    The reference stops at the first tap whose shift reaches the image's height or width.
-    """
-    kernel = motion_kernel(radius, sigma)
-    width = len(kernel)
-    point = (width * np.sin(np.deg2rad(angle)), width * np.cos(np.deg2rad(angle)))
-    hypot = math.hypot(point[0], point[1])
-    taps = []
-    for i in range(width):
-        dy = -math.ceil(((i * point[0]) / hypot) - 0.5)
-        dx = -math.ceil(((i * point[1]) / hypot) - 0.5)
-        if abs(dy) >= shape[0] or abs(dx) >= shape[1]:
-            break  # "simulated motion exceeded image borders"
-        taps.append((float(kernel[i]), dy, dx))
-    return taps
 
 
 def motion_angle(rs: np.random.RandomState) -> float:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import fast_blur as fb
+from ._kernels import motion_taps
 
 
 def _check(x: torch.Tensor, seeds: Sequence[int]) -> None:
@@ -173,7 +174,7 @@ def motion_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.T
     weight = np.zeros((B, width))
     shift = np.zeros((B, width, 2), dtype=np.int64)
     for b, seed in enumerate(seeds):
-        taps = fb.motion_taps((H, W), radius, sigma, fb.motion_angle(np.random.RandomState(seed)))
+        taps = motion_taps((H, W), radius, sigma, fb.motion_angle(np.random.RandomState(seed)))
         for i, (k, dy, dx) in enumerate(taps):
             weight[b, i] = k
             shift[b, i] = dy, dx

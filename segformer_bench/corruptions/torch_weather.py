@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import fast_weather as fw
+from ._kernels import motion_taps
 
 
 def _check(x: torch.Tensor, seeds: Sequence[int]) -> None:
@@ -95,16 +96,13 @@ def _clipped_zoom(layer: torch.Tensor, zoom: float) -> torch.Tensor:
 def _motion_blur(layer: torch.Tensor, radius: int, sigma: float, angles: Sequence[float], out_shape) -> torch.Tensor:
     """The reference's `_motion_blur` of (B, Hz, Wz), each image along its own angle, on the top-left out_shape."""
     B, Hz, Wz = layer.shape
-    kernel = fw.motion_kernel(radius, sigma)
-    taps = len(kernel)
+    taps = 2 * radius + 1
     dy = np.zeros((B, taps), dtype=np.int64)
     dx = np.zeros((B, taps), dtype=np.int64)
-    weight = np.zeros((B, taps), dtype=np.float32)
+    weight = np.zeros((B, taps), dtype=np.float32)  # taps past the reference's stop keep weight 0 (adding nothing)
     for b, angle in enumerate(angles):
-        for i, (oy, ox) in enumerate(fw.motion_offsets(taps, angle)):
-            if abs(oy) >= Hz or abs(ox) >= Wz:
-                break  # the reference stops at the first shift that leaves the image
-            dy[b, i], dx[b, i], weight[b, i] = oy, ox, kernel[i]
+        for i, (k, oy, ox) in enumerate(motion_taps((Hz, Wz), radius, sigma, angle)):
+            dy[b, i], dx[b, i], weight[b, i] = oy, ox, k
     device = layer.device
     dy, dx, weight = (torch.from_numpy(a).to(device) for a in (dy, dx, weight))
     H, W = out_shape
