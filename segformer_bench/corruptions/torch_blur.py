@@ -30,24 +30,13 @@ import torch.nn.functional as F
 
 from . import fast_blur as fb
 from ._kernels import motion_taps
-
-
-def _check(x: torch.Tensor, seeds: Sequence[int]) -> None:
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected a (B, 3, H, W) uint8 tensor, got {tuple(x.shape)} {x.dtype}")
-    if len(seeds) != x.shape[0]:
-        raise ValueError(f"expected one seed per image ({x.shape[0]}), got {len(seeds)}")
+from ._torch_ops import check_batch, to_uint8
 
 
 def _div255(x: torch.Tensor) -> torch.Tensor:
     """``x / 255.`` in float64, as the reference computes it (a 256-entry lookup of NumPy's own quotients)."""
     table = torch.from_numpy(fb._DIV255).to(x.device)
     return table[x.long()]
-
-
-def _to_uint8(y: torch.Tensor) -> torch.Tensor:
-    """``np.uint8(np.clip(y, 0, 1) * 255)``: truncation, in place on float64 `y`."""
-    return y.clamp_(0, 1).mul_(255).to(torch.uint8)
 
 
 def _correlate(p: torch.Tensor, w: np.ndarray, dim: int, length: int) -> torch.Tensor:
@@ -76,8 +65,8 @@ def gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def gaussian_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' gaussian_blur (deterministic: `seeds` only fix the batch size)."""
-    _check(x, seeds)
-    return _to_uint8(gaussian(_div255(x), fb.GAUSSIAN_SIGMA[severity - 1]))
+    check_batch(x, seeds)
+    return to_uint8(gaussian(_div255(x), fb.GAUSSIAN_SIGMA[severity - 1]))
 
 
 # /////////////// glass blur ///////////////
@@ -116,7 +105,7 @@ def _glass_index(offsets: torch.Tensor, H: int, W: int, delta: int) -> torch.Ten
 
 def glass_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' glass_blur: Gaussian, uint8 truncation, 1–3 passes of local pixel copies, Gaussian."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     sigma, delta, iterations = fb.GLASS[severity - 1]
     B, C, H, W = x.shape
     y = gaussian(_div255(x), sigma).mul_(255).to(torch.uint8).view(B, C, H * W)  # np.uint8(gaussian(...) * 255)
@@ -128,7 +117,7 @@ def glass_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Te
         step = _glass_index(torch.from_numpy(draws).to(x.device), H, W, delta)
         index = step if index is None else index.gather(1, step)
     y = y.gather(2, index.view(B, 1, H * W).expand(B, C, H * W)).view(B, C, H, W)
-    return _to_uint8(gaussian(_div255(y), sigma))
+    return to_uint8(gaussian(_div255(y), sigma))
 
 
 # /////////////// defocus blur ///////////////
@@ -142,7 +131,7 @@ def defocus_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.
     CPU, and its summation order does not depend on the batch, so image b depends on its own pixels only, bit for
     bit.
     """
-    _check(x, seeds)
+    check_batch(x, seeds)
     radius, alias_blur = fb.DEFOCUS[severity - 1]
     kernel = fb.defocus_kernel(radius, alias_blur).astype(np.float64)
     H, W = x.shape[-2:]
@@ -153,7 +142,7 @@ def defocus_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.
     for i, j in zip(*np.nonzero(kernel), strict=True):
         torch.mul(padded[:, :, i : i + H, j : j + W], float(kernel[i, j]), out=term)
         out.add_(term)
-    return _to_uint8(out)
+    return to_uint8(out)
 
 
 # /////////////// motion blur ///////////////
@@ -167,7 +156,7 @@ def motion_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.T
     Images whose motion stops early (at the image border, like the reference) get zero weights past their last
     tap, and adding 0.0 changes nothing.
     """
-    _check(x, seeds)
+    check_batch(x, seeds)
     radius, sigma = fb.MOTION[severity - 1]
     B, C, H, W = x.shape
     width = 2 * radius + 1
@@ -225,7 +214,7 @@ def _clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
 
 def zoom_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' zoom_blur: the float32 mean of the image and its centre zooms (deterministic)."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     factors = fb.zoom_factors(severity)
     H, W = x.shape[-2:]
     xf = _div255(x).to(torch.float32)
@@ -233,8 +222,7 @@ def zoom_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Ten
     for zoom in factors:
         layer = _clipped_zoom(xf, float(zoom))
         out[:, :, : layer.shape[2], : layer.shape[3]] += layer
-    y = (xf + out) / (len(factors) + 1)
-    return y.clamp_(0, 1).mul_(255).to(torch.uint8)
+    return to_uint8((xf + out) / (len(factors) + 1))
 
 
 TORCH = {

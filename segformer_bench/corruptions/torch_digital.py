@@ -37,8 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import fast_digital
-from ._blocks import to_uint8
+from . import _blocks, fast_digital
+from ._torch_ops import to_uint8
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
@@ -61,11 +61,6 @@ def _unit(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return _divide(x.to(dtype), 255)
 
 
-def _unit_to_uint8(a: torch.Tensor) -> torch.Tensor:
-    """``np.uint8(np.clip(a, 0, 1) * 255)``: conversion to uint8 truncates, like NumPy's."""
-    return (a.clamp(0, 1) * 255).to(torch.uint8)
-
-
 def _normal_field(x: torch.Tensor, std: float, seeds: Sequence[int]) -> torch.Tensor:
     """N(0, std²) per value, float32, each image's field from its own generator."""
     field = torch.empty(x.shape, dtype=torch.float32, device=x.device)
@@ -80,7 +75,7 @@ def _normal_field(x: torch.Tensor, std: float, seeds: Sequence[int]) -> torch.Te
 def gaussian_noise(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """x/255 + N(0, c²) per value, clipped; c = .08 … .38 (device-drawn noise)."""
     c = (0.08, 0.12, 0.18, 0.26, 0.38)[severity - 1]
-    return _unit_to_uint8(_unit(x) + _normal_field(x, c, seeds))
+    return to_uint8(_unit(x) + _normal_field(x, c, seeds))
 
 
 def shot_noise(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
@@ -91,7 +86,7 @@ def shot_noise(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Te
     for b, seed in enumerate(seeds):
         counts[b] = torch.poisson(rate[b], generator=_generator(seed, x.device))
     # count k -> np.uint8(np.clip(k / float(c), 0, 1) * 255) exactly as the reference maps it
-    levels = torch.from_numpy(to_uint8(np.arange(c + 1) / float(c))).to(x.device)
+    levels = torch.from_numpy(_blocks.to_uint8(np.arange(c + 1) / float(c))).to(x.device)
     return levels[counts.clamp_(max=c).to(torch.int64)]
 
 
@@ -111,7 +106,7 @@ def speckle_noise(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch
     """x/255 · (1 + N(0, c²)) per value, clipped; c = .15 … .6 (device-drawn noise)."""
     c = (0.15, 0.2, 0.35, 0.45, 0.6)[severity - 1]
     unit = _unit(x)
-    return _unit_to_uint8(unit + unit * _normal_field(x, c, seeds))
+    return to_uint8(unit + unit * _normal_field(x, c, seeds))
 
 
 # /////////////// HSV (scikit-image 0.26's formulas, float64) ///////////////
@@ -147,7 +142,7 @@ def _hsv_to_uint8_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torc
     q = v * (1 - f * s)
     t = v * (1 - (1 - f) * s)
     sector = sector.to(torch.uint8) % 6
-    candidates = [_unit_to_uint8(a) for a in (v, t, p, q)]
+    candidates = [to_uint8(a) for a in (v.clone(), t, p, q)]  # v is the caller's: converted on a copy
     channels = []
     for pick in _SECTOR_PICK:
         channel = candidates[pick[0]]
@@ -179,7 +174,7 @@ def contrast(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tens
     c = (0.4, 0.3, 0.2, 0.1, 0.05)[severity - 1]
     unit = _unit(x, torch.float64)
     means = unit.mean(dim=(2, 3), keepdim=True)
-    return _unit_to_uint8((unit - means) * c + means)
+    return to_uint8((unit - means) * c + means)
 
 
 def jpeg_compression(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
@@ -321,7 +316,7 @@ def elastic_transform(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> t
     t = t + corner(y0, x1) * wy0 * wx1
     t = t + corner(y1, x0) * wy1 * wx0
     t = t + corner(y1, x1) * wy1 * wx1
-    return _unit_to_uint8(t.to(torch.float32))
+    return to_uint8(t.to(torch.float32))
 
 
 TORCH = {

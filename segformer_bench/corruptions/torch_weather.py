@@ -32,13 +32,7 @@ import torch.nn.functional as F
 
 from . import fast_weather as fw
 from ._kernels import motion_taps
-
-
-def _check(x: torch.Tensor, seeds: Sequence[int]) -> None:
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected a (B, 3, H, W) uint8 tensor, got {tuple(x.shape)} {x.dtype}")
-    if len(seeds) != x.shape[0]:
-        raise ValueError(f"expected one seed per image: {x.shape[0]} images, {len(seeds)} seeds")
+from ._torch_ops import check_batch, to_uint8
 
 
 def _device_normal(seeds: Sequence[int], shape: tuple[int, int], loc: float, scale: float, device) -> torch.Tensor:
@@ -73,11 +67,6 @@ def _gaussian_nearest(t: torch.Tensor, sigma: float, truncate: float = 4.0) -> t
     kernel = np.exp(-0.5 / (sigma * sigma) * x**2)
     kernel /= kernel.sum()
     return _correlate_nearest(_correlate_nearest(t, kernel, -2), kernel, -1)
-
-
-def _to_uint8(total: torch.Tensor) -> torch.Tensor:
-    """np.uint8(np.clip(total, 0, 1) * 255): truncation."""
-    return (total.clamp(0, 1) * 255).to(torch.uint8)
 
 
 # /////////////// snow ///////////////
@@ -132,7 +121,7 @@ def snow_from_fields(x: torch.Tensor, severity: int, noise: torch.Tensor, angles
     flakes = flakes[:, None]
     x32 = x.float() / 255
     x32 = c[6] * x32 + (1 - c[6]) * torch.maximum(x32, _grey(x32) * 1.5 + 0.5)
-    return _to_uint8(x32 + flakes + flakes.flip(-2, -1))
+    return to_uint8(x32 + flakes + flakes.flip(-2, -1))
 
 
 def snow_fields(seeds: Sequence[int], shape: tuple[int, int], severity: int, device) -> tuple[torch.Tensor, list]:
@@ -145,7 +134,7 @@ def snow_fields(seeds: Sequence[int], shape: tuple[int, int], severity: int, dev
 
 def snow(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' snow, with the normal field drawn on the device (same distribution as the reference)."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     noise, angles = snow_fields(seeds, tuple(x.shape[-2:]), severity, x.device)
     return snow_from_fields(x, severity, noise, angles)
 
@@ -167,7 +156,7 @@ def _frost_table(severity: int, device: torch.device) -> torch.Tensor:
 
 def frost(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' frost, bit-exact: the reference's texture and crop, its blend tabulated on the device."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     H, W = x.shape[-2:]
     crops = []
     for seed in seeds:
@@ -182,14 +171,14 @@ def frost(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
 
 def fog(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' fog: the reference's plasma fractal (host, float64), the blend in float32."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     c = fw._FOG[severity - 1]
     H, W = x.shape[-2:]
     maps = [fw.fog_map(np.random.RandomState(int(seed)), H, W, severity) for seed in seeds]
     fractal = torch.from_numpy(np.stack(maps).astype(np.float32)).to(x.device)[:, None]
     max_val = x.amax(dim=(1, 2, 3), keepdim=True).float() / 255
     total = (x.float() / 255 + c[0] * fractal) * max_val / (max_val + c[0])
-    return _to_uint8(total)
+    return to_uint8(total)
 
 
 # /////////////// spatter ///////////////
@@ -208,7 +197,7 @@ def spatter_from_field(x: torch.Tensor, severity: int, noise: torch.Tensor) -> t
         peak = m.amax(dim=(1, 2), keepdim=True)
         m = (m / peak * c[4])[:, None]
         water = torch.from_numpy(fw._WATER).to(x.device)[None, :, None, None]
-        out = _to_uint8(x32 + m * water)
+        out = to_uint8(x32 + m * water)
         # An all-zero mask makes the reference divide 0 by 0, and np.uint8 turns its NaNs into 0 (on x86-64; the
         # cast of NaN is platform-defined): that image comes out black here on every device.
         return torch.where(peak[:, None] > 0, out, 0)
@@ -216,7 +205,7 @@ def spatter_from_field(x: torch.Tensor, severity: int, noise: torch.Tensor) -> t
     m = _gaussian_nearest(m, c[4])
     m = torch.where(m < 0.8, 0.0, m)[:, None]
     mud = torch.from_numpy(fw._MUD.astype(np.float32)).to(x.device)[None, :, None, None]
-    return _to_uint8(x32 * (1 - m) + mud * m)
+    return to_uint8(x32 * (1 - m) + mud * m)
 
 
 def spatter_field(seeds: Sequence[int], shape: tuple[int, int], severity: int, device) -> torch.Tensor:
@@ -227,7 +216,7 @@ def spatter_field(seeds: Sequence[int], shape: tuple[int, int], severity: int, d
 
 def spatter(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' spatter, with the normal field drawn on the device (same distribution as the reference)."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     return spatter_from_field(x, severity, spatter_field(seeds, tuple(x.shape[-2:]), severity, x.device))
 
 
