@@ -404,10 +404,7 @@ def zoom_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     for zoom in factors:
         layer = clipped_zoom(xf, zoom, (H, W))
         out[: layer.shape[0], : layer.shape[1]] += layer
-    y = (xf + out) / (len(factors) + 1)
-    np.clip(y, 0, 1, out=y)
-    y *= 255
-    return y.astype(np.uint8)
+    return to_uint8((xf + out) / (len(factors) + 1))  # float32 throughout, as in the reference
 
 
 FAST = {

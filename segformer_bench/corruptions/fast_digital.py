@@ -309,9 +309,7 @@ def elastic_transform(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
             term *= wx
             t += term
         res = t.astype(np.float32)  # SciPy's output has the input's dtype
-        np.clip(res, 0, 1, out=res)
-        res *= 255
-        out[rows] = cv2.merge(list(res.astype(np.uint8)))
+        out[rows] = cv2.merge(list(to_uint8(res)))
     return out
 
 
