@@ -1,5 +1,7 @@
 """Filter kernels that several corruption modules share, each computed by one function for every backend.
 
+* SciPy's Gaussian kernel (``scipy.ndimage.gaussian_filter``'s, the filter behind ``skimage.filters.gaussian``
+  that imagecorruptions calls): fast blur's NumPy filter and all three torch filters use it.
 * The one-sided motion kernel and its taps: imagecorruptions 1.1.2's ``_motion_blur`` (``getMotionBlurKernel`` and
   the shift of each tap), which its ``motion_blur`` and ``snow`` both call. The fast and torch backends of both
   corruptions take their weights and shifts from :func:`motion_taps`.
@@ -12,6 +14,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+
+def gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """SciPy's 1-D Gaussian kernel (float64) for `sigma`, of radius ``int(truncate · sigma + 0.5)``.
+
+    The expression of ``scipy.ndimage``'s ``_gaussian_kernel1d`` (order 0), so the weights are SciPy's own bits.
+    truncate=4.0 is SciPy's and skimage's default (the blur corruptions, spatter); elastic transform uses 3.
+    """
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    return phi / phi.sum()
 
 
 def motion_kernel(radius: int, sigma: float) -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._blocks import BLOCK_ELEMENTS, row_blocks, to_uint8
-from ._kernels import motion_taps
+from ._kernels import gaussian_kernel, motion_taps
 
 # /////////////// constants (imagecorruptions 1.1.2) ///////////////
 
@@ -66,14 +66,6 @@ _DIV255 = np.arange(256, dtype=np.uint8) / 255.0
 
 
 # /////////////// Gaussian filter (skimage.filters.gaussian(x, sigma, channel_axis=-1)) ///////////////
-
-
-def gaussian_kernel(sigma: float) -> np.ndarray:
-    """SciPy's 1-D Gaussian kernel for `sigma` with truncate=4.0 (skimage's default), radius int(4 sigma + 0.5)."""
-    radius = int(4.0 * float(sigma) + 0.5)
-    x = np.arange(-radius, radius + 1)
-    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
-    return phi / phi.sum()
 
 
 def _gaussian_scipy(x: np.ndarray, sigma: float) -> np.ndarray:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from . import fast_blur as fb
 from ._kernels import motion_taps
-from ._torch_ops import check_batch, to_uint8
+from ._torch_ops import check_batch, gaussian_filter, to_uint8
 
 
 def _div255(x: torch.Tensor) -> torch.Tensor:
@@ -39,34 +39,15 @@ def _div255(x: torch.Tensor) -> torch.Tensor:
     return table[x.long()]
 
 
-def _correlate(p: torch.Tensor, w: np.ndarray, dim: int, length: int) -> torch.Tensor:
-    """SciPy's symmetric 1-D correlation along `dim` of `p`, padded by r on both sides of that dim.
-
-    ``out = x[i] · w[r]``, then ``out += (x[i − j] + x[i + j]) · w[r − j]`` for j = r, …, 1 (SciPy's order).
-    """
-    r = len(w) // 2
-    out = p.narrow(dim, r, length) * float(w[r])
-    tmp = torch.empty_like(out)
-    for j in range(r, 0, -1):
-        torch.add(p.narrow(dim, r - j, length), p.narrow(dim, r + j, length), out=tmp)
-        tmp.mul_(float(w[r - j]))
-        out.add_(tmp)
-    return out
-
-
-def gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """``scipy.ndimage.gaussian_filter`` (mode 'nearest', truncate 4) over H then W of float64 (B, C, H, W)."""
-    w = fb.gaussian_kernel(sigma)
-    r = len(w) // 2
-    H, W = x.shape[-2:]
-    y = _correlate(F.pad(x, (0, 0, r, r), mode="replicate"), w, 2, H)
-    return _correlate(F.pad(y, (r, r, 0, 0), mode="replicate"), w, 3, W)
+def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """skimage.filters.gaussian(x, sigma, channel_axis=-1) of float64 (B, C, H, W): SciPy's filter, bit for bit."""
+    return gaussian_filter(x, sigma, mode="nearest", summation="scipy")
 
 
 def gaussian_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' gaussian_blur (deterministic: `seeds` only fix the batch size)."""
     check_batch(x, seeds)
-    return to_uint8(gaussian(_div255(x), fb.GAUSSIAN_SIGMA[severity - 1]))
+    return to_uint8(_gaussian(_div255(x), fb.GAUSSIAN_SIGMA[severity - 1]))
 
 
 # /////////////// glass blur ///////////////
@@ -108,7 +89,7 @@ def glass_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Te
     check_batch(x, seeds)
     sigma, delta, iterations = fb.GLASS[severity - 1]
     B, C, H, W = x.shape
-    y = gaussian(_div255(x), sigma).mul_(255).to(torch.uint8).view(B, C, H * W)  # np.uint8(gaussian(...) * 255)
+    y = _gaussian(_div255(x), sigma).mul_(255).to(torch.uint8).view(B, C, H * W)  # np.uint8(gaussian(...) * 255)
     states = [np.random.RandomState(seed) for seed in seeds]
     index = None
     for _ in range(iterations):
@@ -117,7 +98,7 @@ def glass_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Te
         step = _glass_index(torch.from_numpy(draws).to(x.device), H, W, delta)
         index = step if index is None else index.gather(1, step)
     y = y.gather(2, index.view(B, 1, H * W).expand(B, C, H * W)).view(B, C, H, W)
-    return to_uint8(gaussian(_div255(y), sigma))
+    return to_uint8(_gaussian(_div255(y), sigma))
 
 
 # /////////////// defocus blur ///////////////

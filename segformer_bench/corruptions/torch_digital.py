@@ -35,10 +35,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import _blocks, fast_digital
-from ._torch_ops import to_uint8
+from ._torch_ops import gaussian_filter, to_uint8
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
@@ -247,30 +246,6 @@ def pixelate(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tens
 # /////////////// elastic ///////////////
 
 
-def _symmetric_index(n: int, radius: int) -> np.ndarray:
-    """Indices of 0 … n-1 padded by `radius` on both sides with SciPy's 'reflect' (d c b a | a b c d | d c b a)."""
-    index = np.arange(-radius, n + radius)
-    period = 2 * n
-    index = np.mod(index, period)
-    return np.where(index >= n, period - 1 - index, index)
-
-
-def _gaussian_filter(fields: torch.Tensor, sigma: tuple[float, float], truncate: float) -> torch.Tensor:
-    """``scipy.ndimage.gaussian_filter(field, sigma, mode='reflect', truncate=truncate)`` on (N, H, W) fields."""
-    out = fields
-    for dim, sd in ((1, sigma[0]), (2, sigma[1])):  # SciPy filters axis 0 first
-        radius = int(truncate * sd + 0.5)
-        taps = np.arange(-radius, radius + 1)
-        kernel = np.exp(-0.5 / (sd * sd) * taps**2)
-        kernel = torch.from_numpy(kernel / kernel.sum()).to(out)
-        index = torch.from_numpy(_symmetric_index(out.shape[dim], radius)).to(out.device)
-        padded = out.index_select(dim, index).movedim(dim, -1)  # (N, other, n + 2r)
-        lines = padded.reshape(-1, 1, padded.shape[-1])
-        filtered = F.conv1d(lines, kernel.view(1, 1, -1)).reshape(padded.shape[:-1] + (-1,))
-        out = filtered.movedim(-1, dim)
-    return out
-
-
 def _reflect_linear(coords: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
     """Taps and weights of SciPy 1.17's order-1 'reflect' interpolation along one axis (see fast_digital)."""
     period = 2 * n
@@ -298,7 +273,9 @@ def elastic_transform(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> t
         draws.append(rs.uniform(-max_d, max_d, size=(2, height, width)))
     fields = torch.from_numpy(np.stack(draws)).to(x.device).view(-1, height, width)
     sigma = (height * 0.01, width * 0.01)
-    shifts = (_gaussian_filter(fields, sigma, truncate=3) * alpha).to(torch.float32).view(batch, 2, height, width)
+    # skimage's gaussian(field, sigma, mode='reflect', truncate=3), the filter summed by conv1d (see gaussian_filter)
+    smooth = gaussian_filter(fields, sigma, mode="reflect", summation="conv1d", truncate=3)
+    shifts = (smooth * alpha).to(torch.float32).view(batch, 2, height, width)
     rows = torch.arange(height, device=x.device, dtype=torch.float64).view(1, height, 1)
     cols = torch.arange(width, device=x.device, dtype=torch.float64).view(1, 1, width)
     y0, y1, wy0, wy1 = _reflect_linear(rows + shifts[:, 1].to(torch.float64), height)  # (B, H, W) each

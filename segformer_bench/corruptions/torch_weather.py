@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from . import fast_weather as fw
 from ._kernels import motion_taps
-from ._torch_ops import check_batch, to_uint8
+from ._torch_ops import check_batch, gaussian_filter, to_uint8
 
 
 def _device_normal(seeds: Sequence[int], shape: tuple[int, int], loc: float, scale: float, device) -> torch.Tensor:
@@ -42,31 +42,6 @@ def _device_normal(seeds: Sequence[int], shape: tuple[int, int], loc: float, sca
         generator = torch.Generator(device=device).manual_seed(int(seed))
         fields.append(torch.randn(shape, generator=generator, device=device, dtype=torch.float32))
     return torch.stack(fields) * scale + loc
-
-
-def _correlate_nearest(t: torch.Tensor, weights: np.ndarray, dim: int) -> torch.Tensor:
-    """Correlate (B, H, W) with a symmetric 1-D kernel along `dim` (-2 or -1), edges replicated ('nearest').
-
-    Summed like scipy's correlate1d sums symmetric kernels: the centre tap plus each pair of mirrored taps.
-    """
-    radius = len(weights) // 2
-    size = t.shape[dim]
-    pad = (radius, radius, 0, 0) if dim == -1 else (0, 0, radius, radius)
-    padded = F.pad(t[:, None], pad, mode="replicate")[:, 0]
-    out = padded.narrow(dim, radius, size) * float(weights[radius])
-    for j in range(1, radius + 1):
-        pair = padded.narrow(dim, radius + j, size) + padded.narrow(dim, radius - j, size)
-        out.add_(pair, alpha=float(weights[radius + j]))
-    return out
-
-
-def _gaussian_nearest(t: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """skimage.filters.gaussian of (B, H, W) as the reference calls it: scipy's kernel, mode 'nearest', rows first."""
-    radius = int(truncate * float(sigma) + 0.5)
-    x = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 / (sigma * sigma) * x**2)
-    kernel /= kernel.sum()
-    return _correlate_nearest(_correlate_nearest(t, kernel, -2), kernel, -1)
 
 
 # /////////////// snow ///////////////
@@ -184,10 +159,16 @@ def fog(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
 # /////////////// spatter ///////////////
 
 
+def _gaussian(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """skimage.filters.gaussian of float32 (B, H, W) as spatter calls it: SciPy's kernel, mode 'nearest', rows
+    first, each sum in the "outward" order this backend's spatter is defined by (see gaussian_filter)."""
+    return gaussian_filter(t, sigma, mode="nearest", summation="outward")
+
+
 def spatter_from_field(x: torch.Tensor, severity: int, noise: torch.Tensor) -> torch.Tensor:
     """Spatter given each image's normal field (B, H, W)."""
     c = fw._SPATTER[severity - 1]
-    liquid = _gaussian_nearest(noise.to(x.device, torch.float32), c[2])
+    liquid = _gaussian(noise.to(x.device, torch.float32), c[2])
     liquid = torch.where(liquid < c[3], 0.0, liquid)
     x32 = x.float() / 255
     if c[5] == 0:  # liquid: water drops lit along their edges
@@ -202,7 +183,7 @@ def spatter_from_field(x: torch.Tensor, severity: int, noise: torch.Tensor) -> t
         # cast of NaN is platform-defined): that image comes out black here on every device.
         return torch.where(peak[:, None] > 0, out, 0)
     m = (liquid > c[3]).float()  # mud: brown blots
-    m = _gaussian_nearest(m, c[4])
+    m = _gaussian(m, c[4])
     m = torch.where(m < 0.8, 0.0, m)[:, None]
     mud = torch.from_numpy(fw._MUD.astype(np.float32)).to(x.device)[None, :, None, None]
     return to_uint8(x32 * (1 - m) + mud * m)
