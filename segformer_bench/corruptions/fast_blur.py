@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from ._blocks import BLOCK_ELEMENTS, row_blocks, to_uint8
+from ._blocks import BLOCK_ELEMENTS, DIV255, row_blocks, to_uint8
 from ._kernels import gaussian_kernel, motion_taps
 
 # /////////////// constants (imagecorruptions 1.1.2) ///////////////
@@ -54,15 +54,6 @@ def zoom_factors(severity: int) -> np.ndarray:
         np.arange(1, 1.26, 0.02),
         np.arange(1, 1.31, 0.03),
     ][severity - 1]
-
-
-
-# x / 255. of every uint8 value, computed as the reference computes it (float64): a lookup replaces the division.
-_DIV255 = np.arange(256, dtype=np.uint8) / 255.0
-
-
-
-
 
 
 # /////////////// Gaussian filter (skimage.filters.gaussian(x, sigma, channel_axis=-1)) ///////////////
@@ -90,7 +81,7 @@ def _gaussian_numpy(x: np.ndarray, sigma: float, to_uint8: bool = False) -> np.n
     WC = W * C
     padded = np.pad(x, ((r, r), (0, 0), (0, 0)), mode="edge").reshape(H + 2 * r, WC)
     if padded.dtype == np.uint8:
-        padded = _DIV255[padded]
+        padded = DIV255[padded]
     out = np.empty((H, WC), dtype=np.uint8 if to_uint8 else np.float64)
     step = max(1, BLOCK_ELEMENTS // WC)
     first = np.empty((step, (W + 2 * r) * C))  # axis-0 result of a block, with r edge columns on each side
@@ -140,7 +131,7 @@ def gaussian_uint8(x: np.ndarray, sigma: float) -> np.ndarray:
     """
     if _numpy_gaussian_matches_scipy():
         return _gaussian_numpy(x, sigma, to_uint8=True)
-    return to_uint8(_gaussian_scipy(_DIV255[x], sigma))
+    return to_uint8(_gaussian_scipy(DIV255[x], sigma))
 
 
 def gaussian_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
@@ -252,7 +243,7 @@ def defocus_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     doubles (tested) in one call.
     """
     radius, alias_blur = DEFOCUS[severity - 1]
-    return to_uint8(cv2.filter2D(_DIV255[x], -1, defocus_kernel(radius, alias_blur)))
+    return to_uint8(cv2.filter2D(DIV255[x], -1, defocus_kernel(radius, alias_blur)))
 
 
 # /////////////// motion blur ///////////////
@@ -391,7 +382,7 @@ def zoom_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     """imagecorruptions' zoom_blur: the mean of the image and its centre zooms, in float32 (deterministic)."""
     factors = zoom_factors(severity)
     H, W = x.shape[:2]
-    xf = (_DIV255[x]).astype(np.float32)  # (np.array(x) / 255.).astype(np.float32)
+    xf = (DIV255[x]).astype(np.float32)  # (np.array(x) / 255.).astype(np.float32)
     out = np.zeros_like(xf)
     for zoom in factors:
         layer = clipped_zoom(xf, zoom, (H, W))
