@@ -12,8 +12,11 @@ import functools
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from segformer_bench.corruptions import fast_blur, torch_blur
+from segformer_bench.corruptions._kernels import motion_taps
+from segformer_bench.corruptions._torch_ops import gaussian_filter
 from segformer_bench.corruptions.reference import reference_corrupt
 
 NAMES = ("glass_blur", "motion_blur", "defocus_blur", "gaussian_blur", "zoom_blur")
@@ -135,6 +138,18 @@ def test_numpy_gaussian_matches_scipy(sigma):
     np.testing.assert_array_equal(fast_blur._gaussian_numpy(x, sigma), fast_blur._gaussian_scipy(x, sigma))
 
 
+@pytest.mark.parametrize("mode", ["nearest", "reflect"])
+def test_torch_gaussian_filter_in_scipy_order_is_scipy(mode):
+    """The torch backend's shared Gaussian, summed in SciPy's order in float64, is SciPy's filter bit for bit
+    (also for one sigma per axis, another truncate, and a radius longer than the line)."""
+    x = np.random.default_rng(1).random((2, 37, 29))
+    for sigma, truncate in ((0.7, 4.0), ((1.5, 6.0), 4.0), ((0.37, 0.53), 3.0), (9, 4.0)):
+        sy, sx = sigma if isinstance(sigma, tuple) else (sigma, sigma)
+        expected = ndimage.gaussian_filter(x, (0, sy, sx), mode=mode, truncate=truncate)
+        got = gaussian_filter(torch.from_numpy(x), sigma, mode=mode, summation="scipy", truncate=truncate)
+        np.testing.assert_array_equal(got.numpy(), expected, err_msg=f"sigma {sigma} truncate {truncate}")
+
+
 def test_fast_determinism():
     x = _image((45, 120), 3)
     before = x.copy()
@@ -148,11 +163,11 @@ def test_fast_determinism():
 
 def test_motion_taps_stop_at_the_border():
     """41 taps on a 32-pixel-wide image: the reference stops at the first shift that reaches the border."""
-    taps = fast_blur.motion_taps((32, 32), 20, 15, 0.0)  # horizontal: tap i shifts by i
+    taps = motion_taps((32, 32), 20, 15, 0.0)  # horizontal: tap i shifts by i
     assert len(taps) == 32 and taps[-1][1:] == (0, -31)
     x = _image((32, 32), 5)
     seed = next(s for s in range(1000) if abs(np.random.RandomState(s).uniform(-45, 45)) < 5)
-    assert len(fast_blur.motion_taps((32, 32), 20, 15, np.random.RandomState(seed).uniform(-45, 45))) < 41
+    assert len(motion_taps((32, 32), 20, 15, np.random.RandomState(seed).uniform(-45, 45))) < 41
     np.testing.assert_array_equal(fast_blur.motion_blur(x, 5, seed), reference_corrupt(x, "motion_blur", 5, seed))
     got = torch_blur.motion_blur(_to_batch([x, _image((32, 32), 6)], "cpu"), 5, [seed, 0])
     np.testing.assert_array_equal(_from_batch(got)[0], reference_corrupt(x, "motion_blur", 5, seed))

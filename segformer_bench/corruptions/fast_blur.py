@@ -26,13 +26,13 @@ otherwise SciPy itself runs.
 from __future__ import annotations
 
 import functools
-import math
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
-from ._blocks import BLOCK_ELEMENTS, row_blocks, to_uint8
+from ._blocks import BLOCK_ELEMENTS, DIV255, row_blocks, to_uint8
+from ._kernels import gaussian_kernel, motion_taps
 
 # /////////////// constants (imagecorruptions 1.1.2) ///////////////
 
@@ -56,24 +56,7 @@ def zoom_factors(severity: int) -> np.ndarray:
     ][severity - 1]
 
 
-
-# x / 255. of every uint8 value, computed as the reference computes it (float64): a lookup replaces the division.
-_DIV255 = np.arange(256, dtype=np.uint8) / 255.0
-
-
-
-
-
-
 # /////////////// Gaussian filter (skimage.filters.gaussian(x, sigma, channel_axis=-1)) ///////////////
-
-
-def gaussian_kernel(sigma: float) -> np.ndarray:
-    """SciPy's 1-D Gaussian kernel for `sigma` with truncate=4.0 (skimage's default), radius int(4 sigma + 0.5)."""
-    radius = int(4.0 * float(sigma) + 0.5)
-    x = np.arange(-radius, radius + 1)
-    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
-    return phi / phi.sum()
 
 
 def _gaussian_scipy(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -98,7 +81,7 @@ def _gaussian_numpy(x: np.ndarray, sigma: float, to_uint8: bool = False) -> np.n
     WC = W * C
     padded = np.pad(x, ((r, r), (0, 0), (0, 0)), mode="edge").reshape(H + 2 * r, WC)
     if padded.dtype == np.uint8:
-        padded = _DIV255[padded]
+        padded = DIV255[padded]
     out = np.empty((H, WC), dtype=np.uint8 if to_uint8 else np.float64)
     step = max(1, BLOCK_ELEMENTS // WC)
     first = np.empty((step, (W + 2 * r) * C))  # axis-0 result of a block, with r edge columns on each side
@@ -148,7 +131,7 @@ def gaussian_uint8(x: np.ndarray, sigma: float) -> np.ndarray:
     """
     if _numpy_gaussian_matches_scipy():
         return _gaussian_numpy(x, sigma, to_uint8=True)
-    return to_uint8(_gaussian_scipy(_DIV255[x], sigma))
+    return to_uint8(_gaussian_scipy(DIV255[x], sigma))
 
 
 def gaussian_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
@@ -260,36 +243,10 @@ def defocus_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     doubles (tested) in one call.
     """
     radius, alias_blur = DEFOCUS[severity - 1]
-    return to_uint8(cv2.filter2D(_DIV255[x], -1, defocus_kernel(radius, alias_blur)))
+    return to_uint8(cv2.filter2D(DIV255[x], -1, defocus_kernel(radius, alias_blur)))
 
 
 # /////////////// motion blur ///////////////
-
-
-def motion_kernel(radius: int, sigma: float) -> np.ndarray:
-    """The reference's one-sided Gaussian of 2·radius + 1 taps, normalised to sum 1 (float64)."""
-    width = radius * 2 + 1
-    k = np.exp(-(np.arange(width) ** 2) / (2 * (sigma**2))) / (np.sqrt(2 * np.pi) * sigma)
-    return k / np.sum(k)
-
-
-def motion_taps(shape: tuple[int, int], radius: int, sigma: float, angle: float) -> list[tuple[float, int, int]]:
-    """(weight, dy, dx) of each tap the reference adds, with its exact expressions (np.sin, np.cos, math.hypot).
-
-    The reference stops at the first tap whose shift reaches the image's height or width.
-    """
-    kernel = motion_kernel(radius, sigma)
-    width = len(kernel)
-    point = (width * np.sin(np.deg2rad(angle)), width * np.cos(np.deg2rad(angle)))
-    hypot = math.hypot(point[0], point[1])
-    taps = []
-    for i in range(width):
-        dy = -math.ceil(((i * point[0]) / hypot) - 0.5)
-        dx = -math.ceil(((i * point[1]) / hypot) - 0.5)
-        if abs(dy) >= shape[0] or abs(dx) >= shape[1]:
-            break  # "simulated motion exceeded image borders"
-        taps.append((float(kernel[i]), dy, dx))
-    return taps
 
 
 def motion_angle(rs: np.random.RandomState) -> float:
@@ -425,15 +382,12 @@ def zoom_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     """imagecorruptions' zoom_blur: the mean of the image and its centre zooms, in float32 (deterministic)."""
     factors = zoom_factors(severity)
     H, W = x.shape[:2]
-    xf = (_DIV255[x]).astype(np.float32)  # (np.array(x) / 255.).astype(np.float32)
+    xf = (DIV255[x]).astype(np.float32)  # (np.array(x) / 255.).astype(np.float32)
     out = np.zeros_like(xf)
     for zoom in factors:
         layer = clipped_zoom(xf, zoom, (H, W))
         out[: layer.shape[0], : layer.shape[1]] += layer
-    y = (xf + out) / (len(factors) + 1)
-    np.clip(y, 0, 1, out=y)
-    y *= 255
-    return y.astype(np.uint8)
+    return to_uint8((xf + out) / (len(factors) + 1))  # float32 throughout, as in the reference
 
 
 FAST = {

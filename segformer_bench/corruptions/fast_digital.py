@@ -32,15 +32,10 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from . import _blocks
-from ._blocks import row_blocks, to_uint8
+from ._blocks import DIV255, row_blocks, to_uint8
 
-# x / 255. of the reference for every uint8 value (float64); (v / 255.) * 255 == v for every v, so a pixel that
-# the reference passes through its float arithmetic untouched comes back unchanged.
-_UNIT = np.arange(256) / 255.0
 # elastic_transform's np.array(image, dtype=np.float32) / 255. (float32 division), widened as SciPy reads it
 _UNIT32_AS64 = (np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(np.float64)
-
-
 
 
 
@@ -57,7 +52,7 @@ def gaussian_noise(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     out = np.empty_like(x)
     for rows in row_blocks(*x.shape[:2]):
         field = rs.normal(size=x[rows].shape, scale=c)
-        field += cv2.LUT(x[rows], _UNIT)
+        field += cv2.LUT(x[rows], DIV255)
         out[rows] = to_uint8(field)
     return out
 
@@ -67,7 +62,7 @@ def shot_noise(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     x = np.ascontiguousarray(x)
     c = (60, 25, 12, 5, 3)[severity - 1]
     rs = np.random.RandomState(seed)
-    rate = _UNIT * c
+    rate = DIV255 * c
     # counts k ≥ c all clip to 255; below, np.uint8(np.clip(k / float(c), 0, 1) * 255) as in the reference
     levels = to_uint8(np.arange(c + 1) / float(c))
     out = np.empty_like(x)
@@ -109,7 +104,7 @@ def speckle_noise(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     out = np.empty_like(x)
     for rows in row_blocks(*x.shape[:2]):
         field = rs.normal(size=x[rows].shape, scale=c)
-        unit = cv2.LUT(x[rows], _UNIT)
+        unit = cv2.LUT(x[rows], DIV255)
         field *= unit  # the reference's x + x * noise, in its order
         field += unit
         out[rows] = to_uint8(field)
@@ -142,14 +137,14 @@ def _rgb_to_hsv(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     top = np.maximum(np.maximum(r, g), b)
     bottom = np.minimum(np.minimum(r, g), b)
-    v = cv2.LUT(top, _UNIT)
-    delta = v - cv2.LUT(bottom, _UNIT)
+    v = cv2.LUT(top, DIV255)
+    delta = v - cv2.LUT(bottom, DIV255)
     s = delta / np.maximum(v, _TINY)  # delta / v, and 0 for black
     code = (b == top).view(np.uint8) | ((g == top).view(np.uint8) << 1) | ((top == bottom).view(np.uint8) << 2)
     word = cv2.cvtColor(x, cv2.COLOR_RGB2RGBA).view(np.uint32)[..., 0]
     minuend = (word >> cv2.LUT(code, _MINUEND_SHIFT)).astype(np.uint8)
     subtrahend = (word >> cv2.LUT(code, _SUBTRAHEND_SHIFT)).astype(np.uint8)
-    h = cv2.LUT(minuend, _UNIT) - cv2.LUT(subtrahend, _UNIT)
+    h = cv2.LUT(minuend, DIV255) - cv2.LUT(subtrahend, DIV255)
     h /= np.maximum(delta, _TINY)
     h += cv2.LUT(code, _HUE_OFFSET)  # + 0.0 for red only turns -0.0 into 0.0, as `% 1.0` below does anyway
     h /= 6.0
@@ -176,7 +171,7 @@ def brightness(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     """HSV value + c, clipped; c = .1 … .5. Deterministic (`seed` unused)."""
     x = np.ascontiguousarray(x)
     c = (0.1, 0.2, 0.3, 0.4, 0.5)[severity - 1]
-    value = np.clip(_UNIT + c, 0, 1)  # the new value per old value (the max channel)
+    value = np.clip(DIV255 + c, 0, 1)  # the new value per old value (the max channel)
     value8 = to_uint8(value.copy())
     out = np.empty_like(x)
     for rows in row_blocks(*x.shape[:2]):
@@ -207,8 +202,8 @@ def contrast(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     x = np.ascontiguousarray(x)
     c = (0.4, 0.3, 0.2, 0.1, 0.05)[severity - 1]
     # the mean's rounding depends on NumPy's reduction order, so reduce the very array the reference reduces
-    means = np.mean(cv2.LUT(x, _UNIT), axis=(0, 1))
-    tables = to_uint8((_UNIT[:, None] - means) * c + means)  # 256×3: every value of every channel
+    means = np.mean(cv2.LUT(x, DIV255), axis=(0, 1))
+    tables = to_uint8((DIV255[:, None] - means) * c + means)  # 256×3: every value of every channel
     return cv2.LUT(x, tables[None])
 
 
@@ -309,9 +304,7 @@ def elastic_transform(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
             term *= wx
             t += term
         res = t.astype(np.float32)  # SciPy's output has the input's dtype
-        np.clip(res, 0, 1, out=res)
-        res *= 255
-        out[rows] = cv2.merge(list(res.astype(np.uint8)))
+        out[rows] = cv2.merge(list(to_uint8(res)))
     return out
 
 

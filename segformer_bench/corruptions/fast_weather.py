@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import math
 from pathlib import Path
 
 import cv2
@@ -34,27 +33,9 @@ import numpy as np
 from scipy import ndimage
 
 from ._blocks import row_blocks, to_uint8
+from ._kernels import motion_taps
 
 # /////////////// motion blur (the reference's `_motion_blur`, used by snow) ///////////////
-
-
-def motion_kernel(radius: int, sigma: float) -> np.ndarray:
-    """The reference's one-sided Gaussian of 2·radius + 1 taps, normalised to sum 1 (float64)."""
-    width = radius * 2 + 1
-    k = np.exp(-(np.arange(width) ** 2) / (2 * (sigma**2))) / (np.sqrt(2 * np.pi) * sigma)
-    return k / np.sum(k)
-
-
-def motion_offsets(width: int, angle: float) -> list[tuple[int, int]]:
-    """The (dy, dx) shift of each tap, with the reference's exact expressions (its np.sin/np.cos, math.hypot)."""
-    point = (width * np.sin(np.deg2rad(angle)), width * np.cos(np.deg2rad(angle)))
-    hypot = math.hypot(point[0], point[1])
-    offsets = []
-    for i in range(width):
-        dy = -math.ceil(((i * point[0]) / hypot) - 0.5)
-        dx = -math.ceil(((i * point[1]) / hypot) - 0.5)
-        offsets.append((dy, dx))
-    return offsets
 
 
 def motion_blur_2d(
@@ -65,15 +46,10 @@ def motion_blur_2d(
     Tap i adds ``kernel[i] * shift(layer, dx_i, dy_i)``, where the shift is edge-replicated:
     ``shifted[r, c] = layer[clip(r - dy, 0, H - 1), clip(c - dx, 0, W - 1)]``. The sum runs in tap order in
     float64 (the reference's float32 zeros become float64 with the first float64 term), and stops at the first tap
-    whose shift reaches the layer's size, like the reference.
+    whose shift reaches the layer's size, like the reference (:func:`~._kernels.motion_taps`, shared with motion
+    blur).
     """
-    kernel = motion_kernel(radius, sigma)
-    height, width = layer.shape
-    taps = []
-    for i, (dy, dx) in enumerate(motion_offsets(len(kernel), angle)):
-        if abs(dy) >= height or abs(dx) >= width:
-            break  # simulated motion exceeded the image borders
-        taps.append((kernel[i], dy, dx))
+    taps = motion_taps(layer.shape, radius, sigma, angle)
     out_h, out_w = out_shape
     pad = max([0] + [max(abs(dy), abs(dx)) for _, dy, dx in taps])
     padded = np.pad(layer, pad, mode="edge") if pad else layer

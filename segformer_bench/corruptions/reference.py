@@ -1,7 +1,8 @@
 """The ``reference`` backend: imagecorruptions 1.1.2 itself, made to run on today's stack.
 
-The published package fails on a current stack in four places; each is fixed here from the outside,
-without editing the installed package, by the only change that keeps its output (REFERENCE.md §5):
+The published package (imagecorruptions 1.1.2; the code is its ``imagecorruptions/corruptions.py``) fails on a
+current stack in four places; each is fixed here from the outside, without editing the installed package, by the
+only change that keeps its output:
 
 1. ``from pkg_resources import resource_filename`` (setuptools ≥ 82 has no pkg_resources; Python ≥ 3.12
    venvs have no setuptools): while the package is imported, a stand-in ``pkg_resources`` resolves its frost

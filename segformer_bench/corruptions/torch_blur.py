@@ -28,55 +28,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import _blocks
 from . import fast_blur as fb
-
-
-def _check(x: torch.Tensor, seeds: Sequence[int]) -> None:
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected a (B, 3, H, W) uint8 tensor, got {tuple(x.shape)} {x.dtype}")
-    if len(seeds) != x.shape[0]:
-        raise ValueError(f"expected one seed per image ({x.shape[0]}), got {len(seeds)}")
+from ._kernels import motion_taps
+from ._torch_ops import check_batch, gaussian_filter, to_uint8
 
 
 def _div255(x: torch.Tensor) -> torch.Tensor:
     """``x / 255.`` in float64, as the reference computes it (a 256-entry lookup of NumPy's own quotients)."""
-    table = torch.from_numpy(fb._DIV255).to(x.device)
+    table = torch.from_numpy(_blocks.DIV255).to(x.device)
     return table[x.long()]
 
 
-def _to_uint8(y: torch.Tensor) -> torch.Tensor:
-    """``np.uint8(np.clip(y, 0, 1) * 255)``: truncation, in place on float64 `y`."""
-    return y.clamp_(0, 1).mul_(255).to(torch.uint8)
-
-
-def _correlate(p: torch.Tensor, w: np.ndarray, dim: int, length: int) -> torch.Tensor:
-    """SciPy's symmetric 1-D correlation along `dim` of `p`, padded by r on both sides of that dim.
-
-    ``out = x[i] · w[r]``, then ``out += (x[i − j] + x[i + j]) · w[r − j]`` for j = r, …, 1 (SciPy's order).
-    """
-    r = len(w) // 2
-    out = p.narrow(dim, r, length) * float(w[r])
-    tmp = torch.empty_like(out)
-    for j in range(r, 0, -1):
-        torch.add(p.narrow(dim, r - j, length), p.narrow(dim, r + j, length), out=tmp)
-        tmp.mul_(float(w[r - j]))
-        out.add_(tmp)
-    return out
-
-
-def gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """``scipy.ndimage.gaussian_filter`` (mode 'nearest', truncate 4) over H then W of float64 (B, C, H, W)."""
-    w = fb.gaussian_kernel(sigma)
-    r = len(w) // 2
-    H, W = x.shape[-2:]
-    y = _correlate(F.pad(x, (0, 0, r, r), mode="replicate"), w, 2, H)
-    return _correlate(F.pad(y, (r, r, 0, 0), mode="replicate"), w, 3, W)
+def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """skimage.filters.gaussian(x, sigma, channel_axis=-1) of float64 (B, C, H, W): SciPy's filter, bit for bit."""
+    return gaussian_filter(x, sigma, mode="nearest", summation="scipy")
 
 
 def gaussian_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' gaussian_blur (deterministic: `seeds` only fix the batch size)."""
-    _check(x, seeds)
-    return _to_uint8(gaussian(_div255(x), fb.GAUSSIAN_SIGMA[severity - 1]))
+    check_batch(x, seeds)
+    return to_uint8(_gaussian(_div255(x), fb.GAUSSIAN_SIGMA[severity - 1]))
 
 
 # /////////////// glass blur ///////////////
@@ -115,10 +87,10 @@ def _glass_index(offsets: torch.Tensor, H: int, W: int, delta: int) -> torch.Ten
 
 def glass_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' glass_blur: Gaussian, uint8 truncation, 1–3 passes of local pixel copies, Gaussian."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     sigma, delta, iterations = fb.GLASS[severity - 1]
     B, C, H, W = x.shape
-    y = gaussian(_div255(x), sigma).mul_(255).to(torch.uint8).view(B, C, H * W)  # np.uint8(gaussian(...) * 255)
+    y = _gaussian(_div255(x), sigma).mul_(255).to(torch.uint8).view(B, C, H * W)  # np.uint8(gaussian(...) * 255)
     states = [np.random.RandomState(seed) for seed in seeds]
     index = None
     for _ in range(iterations):
@@ -127,7 +99,7 @@ def glass_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Te
         step = _glass_index(torch.from_numpy(draws).to(x.device), H, W, delta)
         index = step if index is None else index.gather(1, step)
     y = y.gather(2, index.view(B, 1, H * W).expand(B, C, H * W)).view(B, C, H, W)
-    return _to_uint8(gaussian(_div255(y), sigma))
+    return to_uint8(_gaussian(_div255(y), sigma))
 
 
 # /////////////// defocus blur ///////////////
@@ -141,7 +113,7 @@ def defocus_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.
     CPU, and its summation order does not depend on the batch, so image b depends on its own pixels only, bit for
     bit.
     """
-    _check(x, seeds)
+    check_batch(x, seeds)
     radius, alias_blur = fb.DEFOCUS[severity - 1]
     kernel = fb.defocus_kernel(radius, alias_blur).astype(np.float64)
     H, W = x.shape[-2:]
@@ -152,7 +124,7 @@ def defocus_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.
     for i, j in zip(*np.nonzero(kernel), strict=True):
         torch.mul(padded[:, :, i : i + H, j : j + W], float(kernel[i, j]), out=term)
         out.add_(term)
-    return _to_uint8(out)
+    return to_uint8(out)
 
 
 # /////////////// motion blur ///////////////
@@ -166,14 +138,14 @@ def motion_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.T
     Images whose motion stops early (at the image border, like the reference) get zero weights past their last
     tap, and adding 0.0 changes nothing.
     """
-    _check(x, seeds)
+    check_batch(x, seeds)
     radius, sigma = fb.MOTION[severity - 1]
     B, C, H, W = x.shape
     width = 2 * radius + 1
     weight = np.zeros((B, width))
     shift = np.zeros((B, width, 2), dtype=np.int64)
     for b, seed in enumerate(seeds):
-        taps = fb.motion_taps((H, W), radius, sigma, fb.motion_angle(np.random.RandomState(seed)))
+        taps = motion_taps((H, W), radius, sigma, fb.motion_angle(np.random.RandomState(seed)))
         for i, (k, dy, dx) in enumerate(taps):
             weight[b, i] = k
             shift[b, i] = dy, dx
@@ -224,7 +196,7 @@ def _clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
 
 def zoom_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' zoom_blur: the float32 mean of the image and its centre zooms (deterministic)."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     factors = fb.zoom_factors(severity)
     H, W = x.shape[-2:]
     xf = _div255(x).to(torch.float32)
@@ -232,8 +204,7 @@ def zoom_blur(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Ten
     for zoom in factors:
         layer = _clipped_zoom(xf, float(zoom))
         out[:, :, : layer.shape[2], : layer.shape[3]] += layer
-    y = (xf + out) / (len(factors) + 1)
-    return y.clamp_(0, 1).mul_(255).to(torch.uint8)
+    return to_uint8((xf + out) / (len(factors) + 1))
 
 
 TORCH = {

@@ -35,10 +35,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from . import fast_digital
-from ._blocks import to_uint8
+from . import _blocks, fast_digital
+from ._torch_ops import gaussian_filter, to_uint8
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
@@ -61,11 +60,6 @@ def _unit(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return _divide(x.to(dtype), 255)
 
 
-def _unit_to_uint8(a: torch.Tensor) -> torch.Tensor:
-    """``np.uint8(np.clip(a, 0, 1) * 255)``: conversion to uint8 truncates, like NumPy's."""
-    return (a.clamp(0, 1) * 255).to(torch.uint8)
-
-
 def _normal_field(x: torch.Tensor, std: float, seeds: Sequence[int]) -> torch.Tensor:
     """N(0, std²) per value, float32, each image's field from its own generator."""
     field = torch.empty(x.shape, dtype=torch.float32, device=x.device)
@@ -80,7 +74,7 @@ def _normal_field(x: torch.Tensor, std: float, seeds: Sequence[int]) -> torch.Te
 def gaussian_noise(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """x/255 + N(0, c²) per value, clipped; c = .08 … .38 (device-drawn noise)."""
     c = (0.08, 0.12, 0.18, 0.26, 0.38)[severity - 1]
-    return _unit_to_uint8(_unit(x) + _normal_field(x, c, seeds))
+    return to_uint8(_unit(x) + _normal_field(x, c, seeds))
 
 
 def shot_noise(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
@@ -91,7 +85,7 @@ def shot_noise(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Te
     for b, seed in enumerate(seeds):
         counts[b] = torch.poisson(rate[b], generator=_generator(seed, x.device))
     # count k -> np.uint8(np.clip(k / float(c), 0, 1) * 255) exactly as the reference maps it
-    levels = torch.from_numpy(to_uint8(np.arange(c + 1) / float(c))).to(x.device)
+    levels = torch.from_numpy(_blocks.to_uint8(np.arange(c + 1) / float(c))).to(x.device)
     return levels[counts.clamp_(max=c).to(torch.int64)]
 
 
@@ -111,7 +105,7 @@ def speckle_noise(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch
     """x/255 · (1 + N(0, c²)) per value, clipped; c = .15 … .6 (device-drawn noise)."""
     c = (0.15, 0.2, 0.35, 0.45, 0.6)[severity - 1]
     unit = _unit(x)
-    return _unit_to_uint8(unit + unit * _normal_field(x, c, seeds))
+    return to_uint8(unit + unit * _normal_field(x, c, seeds))
 
 
 # /////////////// HSV (scikit-image 0.26's formulas, float64) ///////////////
@@ -147,7 +141,7 @@ def _hsv_to_uint8_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torc
     q = v * (1 - f * s)
     t = v * (1 - (1 - f) * s)
     sector = sector.to(torch.uint8) % 6
-    candidates = [_unit_to_uint8(a) for a in (v, t, p, q)]
+    candidates = [to_uint8(a) for a in (v.clone(), t, p, q)]  # v is the caller's: converted on a copy
     channels = []
     for pick in _SECTOR_PICK:
         channel = candidates[pick[0]]
@@ -179,7 +173,7 @@ def contrast(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tens
     c = (0.4, 0.3, 0.2, 0.1, 0.05)[severity - 1]
     unit = _unit(x, torch.float64)
     means = unit.mean(dim=(2, 3), keepdim=True)
-    return _unit_to_uint8((unit - means) * c + means)
+    return to_uint8((unit - means) * c + means)
 
 
 def jpeg_compression(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
@@ -252,30 +246,6 @@ def pixelate(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tens
 # /////////////// elastic ///////////////
 
 
-def _symmetric_index(n: int, radius: int) -> np.ndarray:
-    """Indices of 0 … n-1 padded by `radius` on both sides with SciPy's 'reflect' (d c b a | a b c d | d c b a)."""
-    index = np.arange(-radius, n + radius)
-    period = 2 * n
-    index = np.mod(index, period)
-    return np.where(index >= n, period - 1 - index, index)
-
-
-def _gaussian_filter(fields: torch.Tensor, sigma: tuple[float, float], truncate: float) -> torch.Tensor:
-    """``scipy.ndimage.gaussian_filter(field, sigma, mode='reflect', truncate=truncate)`` on (N, H, W) fields."""
-    out = fields
-    for dim, sd in ((1, sigma[0]), (2, sigma[1])):  # SciPy filters axis 0 first
-        radius = int(truncate * sd + 0.5)
-        taps = np.arange(-radius, radius + 1)
-        kernel = np.exp(-0.5 / (sd * sd) * taps**2)
-        kernel = torch.from_numpy(kernel / kernel.sum()).to(out)
-        index = torch.from_numpy(_symmetric_index(out.shape[dim], radius)).to(out.device)
-        padded = out.index_select(dim, index).movedim(dim, -1)  # (N, other, n + 2r)
-        lines = padded.reshape(-1, 1, padded.shape[-1])
-        filtered = F.conv1d(lines, kernel.view(1, 1, -1)).reshape(padded.shape[:-1] + (-1,))
-        out = filtered.movedim(-1, dim)
-    return out
-
-
 def _reflect_linear(coords: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
     """Taps and weights of SciPy 1.17's order-1 'reflect' interpolation along one axis (see fast_digital)."""
     period = 2 * n
@@ -303,7 +273,9 @@ def elastic_transform(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> t
         draws.append(rs.uniform(-max_d, max_d, size=(2, height, width)))
     fields = torch.from_numpy(np.stack(draws)).to(x.device).view(-1, height, width)
     sigma = (height * 0.01, width * 0.01)
-    shifts = (_gaussian_filter(fields, sigma, truncate=3) * alpha).to(torch.float32).view(batch, 2, height, width)
+    # skimage's gaussian(field, sigma, mode='reflect', truncate=3), the filter summed by conv1d (see gaussian_filter)
+    smooth = gaussian_filter(fields, sigma, mode="reflect", summation="conv1d", truncate=3)
+    shifts = (smooth * alpha).to(torch.float32).view(batch, 2, height, width)
     rows = torch.arange(height, device=x.device, dtype=torch.float64).view(1, height, 1)
     cols = torch.arange(width, device=x.device, dtype=torch.float64).view(1, 1, width)
     y0, y1, wy0, wy1 = _reflect_linear(rows + shifts[:, 1].to(torch.float64), height)  # (B, H, W) each
@@ -321,7 +293,7 @@ def elastic_transform(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> t
     t = t + corner(y0, x1) * wy0 * wx1
     t = t + corner(y1, x0) * wy1 * wx0
     t = t + corner(y1, x1) * wy1 * wx1
-    return _unit_to_uint8(t.to(torch.float32))
+    return to_uint8(t.to(torch.float32))
 
 
 TORCH = {

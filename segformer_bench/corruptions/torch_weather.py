@@ -31,13 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from . import fast_weather as fw
-
-
-def _check(x: torch.Tensor, seeds: Sequence[int]) -> None:
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected a (B, 3, H, W) uint8 tensor, got {tuple(x.shape)} {x.dtype}")
-    if len(seeds) != x.shape[0]:
-        raise ValueError(f"expected one seed per image: {x.shape[0]} images, {len(seeds)} seeds")
+from ._kernels import motion_taps
+from ._torch_ops import check_batch, gaussian_filter, to_uint8
 
 
 def _device_normal(seeds: Sequence[int], shape: tuple[int, int], loc: float, scale: float, device) -> torch.Tensor:
@@ -47,36 +42,6 @@ def _device_normal(seeds: Sequence[int], shape: tuple[int, int], loc: float, sca
         generator = torch.Generator(device=device).manual_seed(int(seed))
         fields.append(torch.randn(shape, generator=generator, device=device, dtype=torch.float32))
     return torch.stack(fields) * scale + loc
-
-
-def _correlate_nearest(t: torch.Tensor, weights: np.ndarray, dim: int) -> torch.Tensor:
-    """Correlate (B, H, W) with a symmetric 1-D kernel along `dim` (-2 or -1), edges replicated ('nearest').
-
-    Summed like scipy's correlate1d sums symmetric kernels: the centre tap plus each pair of mirrored taps.
-    """
-    radius = len(weights) // 2
-    size = t.shape[dim]
-    pad = (radius, radius, 0, 0) if dim == -1 else (0, 0, radius, radius)
-    padded = F.pad(t[:, None], pad, mode="replicate")[:, 0]
-    out = padded.narrow(dim, radius, size) * float(weights[radius])
-    for j in range(1, radius + 1):
-        pair = padded.narrow(dim, radius + j, size) + padded.narrow(dim, radius - j, size)
-        out.add_(pair, alpha=float(weights[radius + j]))
-    return out
-
-
-def _gaussian_nearest(t: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """skimage.filters.gaussian of (B, H, W) as the reference calls it: scipy's kernel, mode 'nearest', rows first."""
-    radius = int(truncate * float(sigma) + 0.5)
-    x = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 / (sigma * sigma) * x**2)
-    kernel /= kernel.sum()
-    return _correlate_nearest(_correlate_nearest(t, kernel, -2), kernel, -1)
-
-
-def _to_uint8(total: torch.Tensor) -> torch.Tensor:
-    """np.uint8(np.clip(total, 0, 1) * 255): truncation."""
-    return (total.clamp(0, 1) * 255).to(torch.uint8)
 
 
 # /////////////// snow ///////////////
@@ -95,16 +60,13 @@ def _clipped_zoom(layer: torch.Tensor, zoom: float) -> torch.Tensor:
 def _motion_blur(layer: torch.Tensor, radius: int, sigma: float, angles: Sequence[float], out_shape) -> torch.Tensor:
     """The reference's `_motion_blur` of (B, Hz, Wz), each image along its own angle, on the top-left out_shape."""
     B, Hz, Wz = layer.shape
-    kernel = fw.motion_kernel(radius, sigma)
-    taps = len(kernel)
+    taps = 2 * radius + 1
     dy = np.zeros((B, taps), dtype=np.int64)
     dx = np.zeros((B, taps), dtype=np.int64)
-    weight = np.zeros((B, taps), dtype=np.float32)
+    weight = np.zeros((B, taps), dtype=np.float32)  # taps past the reference's stop keep weight 0 (adding nothing)
     for b, angle in enumerate(angles):
-        for i, (oy, ox) in enumerate(fw.motion_offsets(taps, angle)):
-            if abs(oy) >= Hz or abs(ox) >= Wz:
-                break  # the reference stops at the first shift that leaves the image
-            dy[b, i], dx[b, i], weight[b, i] = oy, ox, kernel[i]
+        for i, (k, oy, ox) in enumerate(motion_taps((Hz, Wz), radius, sigma, angle)):
+            dy[b, i], dx[b, i], weight[b, i] = oy, ox, k
     device = layer.device
     dy, dx, weight = (torch.from_numpy(a).to(device) for a in (dy, dx, weight))
     H, W = out_shape
@@ -134,7 +96,7 @@ def snow_from_fields(x: torch.Tensor, severity: int, noise: torch.Tensor, angles
     flakes = flakes[:, None]
     x32 = x.float() / 255
     x32 = c[6] * x32 + (1 - c[6]) * torch.maximum(x32, _grey(x32) * 1.5 + 0.5)
-    return _to_uint8(x32 + flakes + flakes.flip(-2, -1))
+    return to_uint8(x32 + flakes + flakes.flip(-2, -1))
 
 
 def snow_fields(seeds: Sequence[int], shape: tuple[int, int], severity: int, device) -> tuple[torch.Tensor, list]:
@@ -147,7 +109,7 @@ def snow_fields(seeds: Sequence[int], shape: tuple[int, int], severity: int, dev
 
 def snow(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' snow, with the normal field drawn on the device (same distribution as the reference)."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     noise, angles = snow_fields(seeds, tuple(x.shape[-2:]), severity, x.device)
     return snow_from_fields(x, severity, noise, angles)
 
@@ -169,7 +131,7 @@ def _frost_table(severity: int, device: torch.device) -> torch.Tensor:
 
 def frost(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' frost, bit-exact: the reference's texture and crop, its blend tabulated on the device."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     H, W = x.shape[-2:]
     crops = []
     for seed in seeds:
@@ -184,23 +146,29 @@ def frost(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
 
 def fog(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' fog: the reference's plasma fractal (host, float64), the blend in float32."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     c = fw._FOG[severity - 1]
     H, W = x.shape[-2:]
     maps = [fw.fog_map(np.random.RandomState(int(seed)), H, W, severity) for seed in seeds]
     fractal = torch.from_numpy(np.stack(maps).astype(np.float32)).to(x.device)[:, None]
     max_val = x.amax(dim=(1, 2, 3), keepdim=True).float() / 255
     total = (x.float() / 255 + c[0] * fractal) * max_val / (max_val + c[0])
-    return _to_uint8(total)
+    return to_uint8(total)
 
 
 # /////////////// spatter ///////////////
 
 
+def _gaussian(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """skimage.filters.gaussian of float32 (B, H, W) as spatter calls it: SciPy's kernel, mode 'nearest', rows
+    first, each sum in the "outward" order this backend's spatter is defined by (see gaussian_filter)."""
+    return gaussian_filter(t, sigma, mode="nearest", summation="outward")
+
+
 def spatter_from_field(x: torch.Tensor, severity: int, noise: torch.Tensor) -> torch.Tensor:
     """Spatter given each image's normal field (B, H, W)."""
     c = fw._SPATTER[severity - 1]
-    liquid = _gaussian_nearest(noise.to(x.device, torch.float32), c[2])
+    liquid = _gaussian(noise.to(x.device, torch.float32), c[2])
     liquid = torch.where(liquid < c[3], 0.0, liquid)
     x32 = x.float() / 255
     if c[5] == 0:  # liquid: water drops lit along their edges
@@ -210,15 +178,15 @@ def spatter_from_field(x: torch.Tensor, severity: int, noise: torch.Tensor) -> t
         peak = m.amax(dim=(1, 2), keepdim=True)
         m = (m / peak * c[4])[:, None]
         water = torch.from_numpy(fw._WATER).to(x.device)[None, :, None, None]
-        out = _to_uint8(x32 + m * water)
+        out = to_uint8(x32 + m * water)
         # An all-zero mask makes the reference divide 0 by 0, and np.uint8 turns its NaNs into 0 (on x86-64; the
         # cast of NaN is platform-defined): that image comes out black here on every device.
         return torch.where(peak[:, None] > 0, out, 0)
     m = (liquid > c[3]).float()  # mud: brown blots
-    m = _gaussian_nearest(m, c[4])
+    m = _gaussian(m, c[4])
     m = torch.where(m < 0.8, 0.0, m)[:, None]
     mud = torch.from_numpy(fw._MUD.astype(np.float32)).to(x.device)[None, :, None, None]
-    return _to_uint8(x32 * (1 - m) + mud * m)
+    return to_uint8(x32 * (1 - m) + mud * m)
 
 
 def spatter_field(seeds: Sequence[int], shape: tuple[int, int], severity: int, device) -> torch.Tensor:
@@ -229,7 +197,7 @@ def spatter_field(seeds: Sequence[int], shape: tuple[int, int], severity: int, d
 
 def spatter(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tensor:
     """imagecorruptions' spatter, with the normal field drawn on the device (same distribution as the reference)."""
-    _check(x, seeds)
+    check_batch(x, seeds)
     return spatter_from_field(x, severity, spatter_field(seeds, tuple(x.shape[-2:]), severity, x.device))
 
 
