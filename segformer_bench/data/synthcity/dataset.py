@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UserError
-from ..labels import CITYSCAPES_CLASSES
 from ..base import DatasetInfo, SegmentationDataset, check_sample
+from ..labels import CITYSCAPES_CLASSES
 from .materials import Scene
 from .renderer import _check_size, render
 from .street import generate_scene
