@@ -159,19 +159,25 @@ def to_mapping(obj: Any) -> dict:
     return plain(obj)
 
 
-def override(obj: T, assignments: Sequence[str], source: str = "command line") -> T:
-    """`obj` with ``field=value`` assignments applied; values are parsed as YAML (``crop=[512,512]``)."""
+def parse_assignments(items: Sequence[str], source: str) -> dict[str, Any]:
+    """``key=value`` strings as a mapping, each value parsed as YAML (``crop=[512,512]``, ``lr=6e-5``);
+    a malformed item is a ConfigError naming `source` (the flag or file it came from)."""
     import yaml
 
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}: {item!r} is not of the form key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"{source}: value of {key.strip()!r} is not valid YAML: {text!r}") from None
+    return out
+
+
+def override(obj: T, assignments: Sequence[str], source: str = "command line") -> T:
+    """`obj` with ``field=value`` assignments applied (see ``parse_assignments``), checked like a file's fields."""
     if not assignments:
         return obj
-    data = to_mapping(obj)
-    for item in assignments:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{source}: override {item!r} is not of the form field=value")
-        try:
-            data[key.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"{source}: value of {key!r} is not valid YAML: {text!r}") from None
-    return from_mapping(type(obj), data, source)
+    return from_mapping(type(obj), {**to_mapping(obj), **parse_assignments(assignments, source)}, source)

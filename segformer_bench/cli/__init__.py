@@ -90,15 +90,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _parse_options(items: Sequence[str] | None, flag: str) -> dict:
     """key=value pairs whose values are YAML scalars or lists (size=[512,1024])."""
-    import yaml
+    from ..config import parse_assignments
 
-    options = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"{flag} {item!r} is not of the form key=value")
-        options[key] = yaml.safe_load(text)
-    return options
+    return parse_assignments(items or [], flag)
 
 
 def _corrupt(args: argparse.Namespace) -> int:
@@ -180,6 +174,23 @@ def _add_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="val", help="train, val or test (default: val)")
 
 
+def _add_model_source_args(p: argparse.ArgumentParser, checkpoint_help: str, classes_help: str) -> None:
+    """--checkpoint or --variant (a freshly built model), and --num-classes."""
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", metavar="PATH", help=checkpoint_help)
+    source.add_argument("--variant", default="b0",
+                        help=f"build an untrained model of this variant: {', '.join(VARIANT_NAMES)} (default: b0)")
+    p.add_argument("--num-classes", type=_size, default=None, help=classes_help)
+
+
+def _add_device_arg(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--device", default=default, help=f"cpu, cuda, cuda:N or auto (default: {default})")
+
+
+def _add_progress_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="SegFormer (MiT-B0…B5): inspect variants, segment images, convert checkpoints, "
@@ -201,13 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Write <stem>_trainids.png (class ids) and <stem>_color.png per image.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", metavar="PATH", help="any supported checkpoint file or HuggingFace directory")
-    source.add_argument("--variant", default="b0",
-                        help=f"build an untrained model of this variant: {', '.join(VARIANT_NAMES)} (default: b0)")
-    p.add_argument("--num-classes", type=_size, default=None,
-                   help="classes of a freshly built head (default: 19, or the checkpoint's own)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    _add_model_source_args(p, "any supported checkpoint file or HuggingFace directory",
+                           "classes of a freshly built head (default: 19, or the checkpoint's own)")
+    _add_device_arg(p, "cpu")
     p.add_argument("--mode", choices=("whole", "slide"), default="whole", help="whole image or sliding window")
     p.add_argument("--crop", type=_size, nargs=2, default=[1024, 1024], metavar=("H", "W"),
                    help="sliding window size (default: 1024 1024)")
@@ -235,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="YAML", help="TrainConfig fields laid over the preset")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override one field (repeatable)")
     p.add_argument("--restart", action="store_true", help="discard the run directory's checkpoints and start anew")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress_arg(p)
     p.set_defaults(handler=_train)
 
     p = commands.add_parser("eval", help="evaluate a checkpoint: mIoU, per-class IoU, aAcc, mAcc",
@@ -248,11 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="override an EvalSettings field, e.g. mode=whole, batch_size=4, autocast=bf16")
     p.add_argument("--limit", type=_size, default=None, help="only the first N images")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    _add_device_arg(p, "auto")
     p.add_argument("--out", metavar="JSON", help="write every number to this JSON file")
     p.add_argument("--export-cityscapes", metavar="DIR",
                    help="write predictions as Cityscapes labelId PNGs for the official evaluator")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress_arg(p)
     p.set_defaults(handler=_eval)
 
     p = commands.add_parser("corrupt", help="write a corrupted copy of a dataset (Cityscapes-C and the like)",
@@ -267,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="fast", help="fast (default), reference or torch")
     p.add_argument("--workers", type=_size, default=1, help="worker processes (default: 1)")
     p.add_argument("--limit", type=_size, default=None, help="only the first N images")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress_arg(p)
     p.set_defaults(handler=_corrupt)
 
     p = commands.add_parser("run", help="run a benchmark suite (resumable)",
@@ -278,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", metavar="DIR", help="default: runs/<suite name> beside the suites directory")
     p.add_argument("--restart", action="store_true", help="discard results of a different suite in the run dir")
     p.add_argument("--no-report", action="store_true", help="do not render the reports at the end")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_progress_arg(p)
     p.set_defaults(handler=_run)
 
     p = commands.add_parser("report", help="render the reports of a run from its results store",
@@ -298,13 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Build (or load) a model, round-trip it through the HuggingFace format, "
                                         "and segment a procedural street scene whole-image and by sliding window.")
     p.add_argument("--out", default="reports/demo", metavar="DIR", help="output directory (default: reports/demo)")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", metavar="PATH", help="a trained checkpoint instead of random weights")
-    source.add_argument("--variant", default="b0",
-                        help=f"variant to build: {', '.join(VARIANT_NAMES)} (default: b0)")
-    p.add_argument("--num-classes", type=_size, default=None,
-                   help="classes of a new head for an encoder-only checkpoint")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    _add_model_source_args(p, "a trained checkpoint instead of random weights",
+                           "classes of a new head for an encoder-only checkpoint")
+    _add_device_arg(p, "cpu")
     p.add_argument("--size", type=_size, nargs=2, default=[512, 1024], metavar=("H", "W"),
                    help="scene size (default: 512 1024)")
     p.add_argument("--seed", type=int, default=0, help="seeds the model's initialisation and the scene (default: 0)")
