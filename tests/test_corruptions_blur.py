@@ -15,9 +15,9 @@ import torch
 from scipy import ndimage
 
 from segformer_bench.corruptions import fast_blur, torch_blur
-from segformer_bench.corruptions._kernels import motion_taps
-from segformer_bench.corruptions._torch_ops import gaussian_filter
+from segformer_bench.corruptions.kernels import motion_taps
 from segformer_bench.corruptions.reference import reference_corrupt
+from segformer_bench.corruptions.torch_ops import gaussian_filter
 
 NAMES = ("glass_blur", "motion_blur", "defocus_blur", "gaussian_blur", "zoom_blur")
 RANDOM = ("glass_blur", "motion_blur")
@@ -123,10 +123,10 @@ def test_fast_is_bit_identical_to_reference(name):
 
 def test_scipy_fallbacks_are_exact(monkeypatch):
     """Where the NumPy Gaussian or zoom does not match SciPy (FMA builds), SciPy runs; both paths give the reference."""
-    assert fast_blur._numpy_gaussian_matches_scipy()  # on this machine the NumPy paths are the ones in use
-    assert fast_blur._numpy_zoom_matches_scipy()
-    monkeypatch.setattr(fast_blur, "_numpy_gaussian_matches_scipy", lambda: False)
-    monkeypatch.setattr(fast_blur, "_numpy_zoom_matches_scipy", lambda: False)
+    assert fast_blur.numpy_gaussian_matches_scipy()  # on this machine the NumPy paths are the ones in use
+    assert fast_blur.numpy_zoom_matches_scipy()
+    monkeypatch.setattr(fast_blur, "numpy_gaussian_matches_scipy", lambda: False)
+    monkeypatch.setattr(fast_blur, "numpy_zoom_matches_scipy", lambda: False)
     for name, severity in (("gaussian_blur", 5), ("glass_blur", 1), ("zoom_blur", 3)):
         got = fast_blur.FAST[name](_image((37, 53), 7), severity, 7)
         np.testing.assert_array_equal(got, reference_corrupt(_image((37, 53), 7), name, severity, 7))
@@ -135,7 +135,7 @@ def test_scipy_fallbacks_are_exact(monkeypatch):
 @pytest.mark.parametrize("sigma", [0.7, 0.9, 1, 1.1, 1.5, 2, 3, 4, 6])
 def test_numpy_gaussian_matches_scipy(sigma):
     x = np.random.default_rng(0).random((41, 67, 3))
-    np.testing.assert_array_equal(fast_blur._gaussian_numpy(x, sigma), fast_blur._gaussian_scipy(x, sigma))
+    np.testing.assert_array_equal(fast_blur.gaussian_numpy(x, sigma), fast_blur.gaussian_scipy(x, sigma))
 
 
 @pytest.mark.parametrize("mode", ["nearest", "reflect"])

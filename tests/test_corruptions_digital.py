@@ -16,7 +16,7 @@ import pytest
 import torch
 from scipy import ndimage, stats
 
-from segformer_bench.corruptions import _blocks, fast_digital
+from segformer_bench.corruptions import blocks, fast_digital
 from segformer_bench.corruptions.fast_digital import FAST
 from segformer_bench.corruptions.reference import reference_corrupt
 from segformer_bench.corruptions.torch_digital import TORCH
@@ -72,7 +72,7 @@ def test_fast_equals_reference(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_fast_equals_reference_in_small_blocks(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of a few rows (as on large images): the random stream continues across blocks."""
-    monkeypatch.setattr(_blocks, "BLOCK_ELEMENTS", 100)
+    monkeypatch.setattr(blocks, "BLOCK_ELEMENTS", 100)
     image = random_image((41, 47), 7)
     for severity in (1, 5):
         assert np.array_equal(FAST[name](image, severity, 3), reference_corrupt(image, name, severity, 3))
@@ -104,7 +104,7 @@ def test_reflect_rule_matches_scipy_map_coordinates() -> None:
     n = 7
     signal = np.random.default_rng(0).random(n)
     coords = np.concatenate([np.linspace(-3 * n - 0.3, 3 * n + 0.3, 2001), [-1e-16, -1e-15, -0.5, n - 1, n - 0.5, n]])
-    i0, i1, w0, w1 = fast_digital._reflect_linear(coords, n)
+    i0, i1, w0, w1 = fast_digital.reflect_linear(coords, n)
     expected = ndimage.map_coordinates(signal, coords[None], order=1, mode="reflect")
     assert np.array_equal(signal[i0] * w0 + signal[i1] * w1, expected)
 

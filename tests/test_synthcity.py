@@ -28,7 +28,7 @@ from segformer_bench.data.synthcity import (
     Shade,
     Shape,
     SynthCity,
-    _pulses,
+    pulses,
     render,
     source_digest,
 )
@@ -207,7 +207,7 @@ def test_patterns_are_box_filtered_exactly(period, duty):
     for footprint in (0.05, 0.4, 3.0):
         s = t[:, None] + np.linspace(-footprint / 2, footprint / 2, 20001)[None, :]
         expected = ((s % period) < duty * period).mean(axis=1)
-        got = _pulses(t, period, duty, np.full_like(t, footprint))
+        got = pulses(t, period, duty, np.full_like(t, footprint))
         assert np.abs(got - expected).max() < 2e-3
 
 

@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from ._blocks import BLOCK_ELEMENTS, DIV255, row_blocks, to_uint8
-from ._kernels import gaussian_kernel, motion_taps
+from .blocks import BLOCK_ELEMENTS, DIV255, row_blocks, to_uint8
+from .kernels import gaussian_kernel, motion_taps
 
 # /////////////// constants (imagecorruptions 1.1.2) ///////////////
 
@@ -59,12 +59,12 @@ def zoom_factors(severity: int) -> np.ndarray:
 # /////////////// Gaussian filter (skimage.filters.gaussian(x, sigma, channel_axis=-1)) ///////////////
 
 
-def _gaussian_scipy(x: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian_scipy(x: np.ndarray, sigma: float) -> np.ndarray:
     # what skimage.filters.gaussian(x, sigma, channel_axis=-1) runs for a float64 image: sigma 0 on the channels
     return ndimage.gaussian_filter(x, (sigma, sigma, 0), mode="nearest", truncate=4.0)
 
 
-def _gaussian_numpy(x: np.ndarray, sigma: float, to_uint8: bool = False) -> np.ndarray:
+def gaussian_numpy(x: np.ndarray, sigma: float, to_uint8: bool = False) -> np.ndarray:
     """``scipy.ndimage.gaussian_filter(x, (sigma, sigma, 0), mode='nearest')`` of an H×W×C image, bit for bit.
 
     SciPy filters axis 0, stores the float64 result, then filters axis 1. For a symmetric kernel w of radius r its
@@ -113,12 +113,12 @@ def _gaussian_numpy(x: np.ndarray, sigma: float, to_uint8: bool = False) -> np.n
 
 
 @functools.cache
-def _numpy_gaussian_matches_scipy() -> bool:
-    """Whether :func:`_gaussian_numpy` reproduces SciPy bit for bit here (checked once, on random images)."""
+def numpy_gaussian_matches_scipy() -> bool:
+    """Whether :func:`gaussian_numpy` reproduces SciPy bit for bit here (checked once, on random images)."""
     rng = np.random.default_rng(0)
     for shape, sigma in (((37, 29, 3), 0.7), ((23, 41, 3), 1.5), ((61, 35, 3), 6)):
         x = rng.random(shape)
-        if not np.array_equal(_gaussian_numpy(x, sigma), _gaussian_scipy(x, sigma)):
+        if not np.array_equal(gaussian_numpy(x, sigma), gaussian_scipy(x, sigma)):
             return False
     return True
 
@@ -129,9 +129,9 @@ def gaussian_uint8(x: np.ndarray, sigma: float) -> np.ndarray:
     Glass blur's first filter has no clip in the reference; it changes nothing there: the filtered values of
     x / 255 lie in [0, 1 + a few ulp], and 255 · (1 + a few ulp) truncates to 255 either way.
     """
-    if _numpy_gaussian_matches_scipy():
-        return _gaussian_numpy(x, sigma, to_uint8=True)
-    return to_uint8(_gaussian_scipy(DIV255[x], sigma))
+    if numpy_gaussian_matches_scipy():
+        return gaussian_numpy(x, sigma, to_uint8=True)
+    return to_uint8(gaussian_scipy(DIV255[x], sigma))
 
 
 def gaussian_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
@@ -360,7 +360,7 @@ def _clipped_zoom_numpy(x: np.ndarray, zoom: float, shape: tuple[int, int]) -> n
 
 
 @functools.cache
-def _numpy_zoom_matches_scipy() -> bool:
+def numpy_zoom_matches_scipy() -> bool:
     """Whether :func:`_clipped_zoom_numpy` reproduces SciPy bit for bit here (checked once, on random images)."""
     rng = np.random.default_rng(0)
     for shape in ((37, 53, 3), (64, 33, 3)):
@@ -373,7 +373,7 @@ def _numpy_zoom_matches_scipy() -> bool:
 
 def clipped_zoom(x: np.ndarray, zoom: float, shape: tuple[int, int]) -> np.ndarray:
     """The reference's ``clipped_zoom(x, zoom)[:shape[0], :shape[1]]`` of a float32 H×W×C image, bit for bit."""
-    if _numpy_zoom_matches_scipy():
+    if numpy_zoom_matches_scipy():
         return _clipped_zoom_numpy(x, zoom, shape)
     return _clipped_zoom_scipy(x, zoom, shape)
 

@@ -31,8 +31,8 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from . import _blocks
-from ._blocks import DIV255, row_blocks, to_uint8
+from . import blocks
+from .blocks import DIV255, row_blocks, to_uint8
 
 # elastic_transform's np.array(image, dtype=np.float32) / 255. (float32 division), widened as SciPy reads it
 _UNIT32_AS64 = (np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(np.float64)
@@ -85,7 +85,7 @@ def impulse_noise(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     height, width = x.shape[:2]
     flipped = np.empty(x.shape, dtype=bool)
     salted = np.empty(x.shape, dtype=bool)
-    scratch = np.empty(min(height, max(1, _blocks.BLOCK_ELEMENTS // width)) * width * 3)
+    scratch = np.empty(min(height, max(1, blocks.BLOCK_ELEMENTS // width)) * width * 3)
     for mask, p in ((flipped, amount), (salted, 0.5)):  # all of the first draw comes before the second
         for rows in row_blocks(height, width):
             draw = scratch[: mask[rows].size].reshape(mask[rows].shape)
@@ -228,7 +228,7 @@ def pixelate(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
 # /////////////// elastic ///////////////
 
 
-def _reflect_linear(coords: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def reflect_linear(coords: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Taps and weights of SciPy 1.17's order-1 ``map_coordinates`` with mode 'reflect' along one axis.
 
     Returns (i0, i1, w0, w1): value = v[i0] · w0 + v[i1] · w1. SciPy first folds a coordinate outside [0, n-1]
@@ -289,8 +289,8 @@ def elastic_transform(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     out = np.empty_like(x)
     for rows in row_blocks(height, width):
         # sample positions as the reference forms them: integer grid (int64) + float32 shift -> float64
-        y0, y1, wy0, wy1 = _reflect_linear(np.arange(rows.start, rows.stop)[:, None] + dy[rows], height)
-        x0, x1, wx0, wx1 = _reflect_linear(np.arange(width) + dx[rows], width)
+        y0, y1, wy0, wy1 = reflect_linear(np.arange(rows.start, rows.stop)[:, None] + dy[rows], height)
+        x0, x1, wx0, wx1 = reflect_linear(np.arange(width) + dx[rows], width)
         y0 *= width
         y1 *= width
         # SciPy's sum over the 2×2×2 footprint (channel axis last, its second tap weighted 0.0, adding nothing),

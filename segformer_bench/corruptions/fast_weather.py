@@ -32,8 +32,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from ._blocks import row_blocks, to_uint8
-from ._kernels import motion_taps
+from .blocks import row_blocks, to_uint8
+from .kernels import motion_taps
 
 # /////////////// motion blur (the reference's `_motion_blur`, used by snow) ///////////////
 
@@ -46,7 +46,7 @@ def motion_blur_2d(
     Tap i adds ``kernel[i] * shift(layer, dx_i, dy_i)``, where the shift is edge-replicated:
     ``shifted[r, c] = layer[clip(r - dy, 0, H - 1), clip(c - dx, 0, W - 1)]``. The sum runs in tap order in
     float64 (the reference's float32 zeros become float64 with the first float64 term), and stops at the first tap
-    whose shift reaches the layer's size, like the reference (:func:`~._kernels.motion_taps`, shared with motion
+    whose shift reaches the layer's size, like the reference (:func:`~.kernels.motion_taps`, shared with motion
     blur).
     """
     taps = motion_taps(layer.shape, radius, sigma, angle)

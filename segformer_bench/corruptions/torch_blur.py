@@ -28,15 +28,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import _blocks
+from . import blocks
 from . import fast_blur as fb
-from ._kernels import motion_taps
-from ._torch_ops import check_batch, gaussian_filter, to_uint8
+from .kernels import motion_taps
+from .torch_ops import check_batch, gaussian_filter, to_uint8
 
 
 def _div255(x: torch.Tensor) -> torch.Tensor:
     """``x / 255.`` in float64, as the reference computes it (a 256-entry lookup of NumPy's own quotients)."""
-    table = torch.from_numpy(_blocks.DIV255).to(x.device)
+    table = torch.from_numpy(blocks.DIV255).to(x.device)
     return table[x.long()]
 
 

@@ -36,8 +36,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from . import _blocks, fast_digital
-from ._torch_ops import gaussian_filter, to_uint8
+from . import blocks, fast_digital
+from .torch_ops import gaussian_filter, to_uint8
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
@@ -85,7 +85,7 @@ def shot_noise(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Te
     for b, seed in enumerate(seeds):
         counts[b] = torch.poisson(rate[b], generator=_generator(seed, x.device))
     # count k -> np.uint8(np.clip(k / float(c), 0, 1) * 255) exactly as the reference maps it
-    levels = torch.from_numpy(_blocks.to_uint8(np.arange(c + 1) / float(c))).to(x.device)
+    levels = torch.from_numpy(blocks.to_uint8(np.arange(c + 1) / float(c))).to(x.device)
     return levels[counts.clamp_(max=c).to(torch.int64)]
 
 
@@ -246,7 +246,7 @@ def pixelate(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> torch.Tens
 # /////////////// elastic ///////////////
 
 
-def _reflect_linear(coords: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+def reflect_linear(coords: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
     """Taps and weights of SciPy 1.17's order-1 'reflect' interpolation along one axis (see fast_digital)."""
     period = 2 * n
     a = torch.where(coords < -period, period * torch.trunc(_divide(-coords, period)) + coords, coords)
@@ -278,8 +278,8 @@ def elastic_transform(x: torch.Tensor, severity: int, seeds: Sequence[int]) -> t
     shifts = (smooth * alpha).to(torch.float32).view(batch, 2, height, width)
     rows = torch.arange(height, device=x.device, dtype=torch.float64).view(1, height, 1)
     cols = torch.arange(width, device=x.device, dtype=torch.float64).view(1, 1, width)
-    y0, y1, wy0, wy1 = _reflect_linear(rows + shifts[:, 1].to(torch.float64), height)  # (B, H, W) each
-    x0, x1, wx0, wx1 = _reflect_linear(cols + shifts[:, 0].to(torch.float64), width)
+    y0, y1, wy0, wy1 = reflect_linear(rows + shifts[:, 1].to(torch.float64), height)  # (B, H, W) each
+    x0, x1, wx0, wx1 = reflect_linear(cols + shifts[:, 0].to(torch.float64), width)
 
     values = _unit(x).to(torch.float64).reshape(batch, 3, height * width)  # float32 x / 255, as SciPy reads it
 

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from . import fast_weather as fw
-from ._kernels import motion_taps
-from ._torch_ops import check_batch, gaussian_filter, to_uint8
+from .kernels import motion_taps
+from .torch_ops import check_batch, gaussian_filter, to_uint8
 
 
 def _device_normal(seeds: Sequence[int], shape: tuple[int, int], loc: float, scale: float, device) -> torch.Tensor:

@@ -68,7 +68,7 @@ from .constants import (
 from .dataset import SPLITS, SynthCity, cache_dir, source_digest
 from .geometry import Ellipse, Geometry, Polygon, Polyline
 from .materials import Material, Scene, Shade, Shape
-from .materials import _pulses as _pulses  # private; re-exported for the test of the box filter
+from .materials import pulses as pulses  # the box filter, for its test
 from .renderer import render
 from .street import generate_scene
 

@@ -38,7 +38,7 @@ class Surface:
         return u, v, du, dv
 
 
-def _pulses(t: np.ndarray, period: float, duty: float, footprint: np.ndarray) -> np.ndarray:
+def pulses(t: np.ndarray, period: float, duty: float, footprint: np.ndarray) -> np.ndarray:
     """Coverage of [t ± footprint/2] by the pulses [k·period, k·period + duty·period): a box-filtered square
     wave, exact in 1-D, so a pattern finer than a pixel renders as its mean instead of aliasing."""
     h = np.maximum(footprint * np.float32(0.5), np.float32(period * 1e-3))
@@ -141,15 +141,15 @@ class Facade:
         wall = _rgb(base)
         if self.bricks:  # mortar lines 7.7 cm apart and staggered joints; they fade to a tint far away
             row = np.floor(v / np.float32(0.077))
-            mortar = 1 - (1 - _pulses(v, 0.077, 0.14, dv)) * (1 - _pulses(u + 0.12 * (row % 2), 0.24, 0.05, du))
+            mortar = 1 - (1 - pulses(v, 0.077, 0.14, dv)) * (1 - pulses(u + 0.12 * (row % 2), 0.24, 0.05, du))
             wall = _mix(wall, _rgb(base) * 1.25 + 15, mortar)
         uu = u - np.float32(self.phase)
         upper = _band(v, self.ground, self.roof - 0.7 * self.storey, dv)
-        windows = (_pulses(uu, self.bay, self.window[0], du) * upper
-                   * _pulses(v - np.float32(self.ground + (1 - self.window[1]) * 0.6 * self.storey), self.storey,
+        windows = (pulses(uu, self.bay, self.window[0], du) * upper
+                   * pulses(v - np.float32(self.ground + (1 - self.window[1]) * 0.6 * self.storey), self.storey,
                              self.window[1], dv))
-        shops = _pulses(uu + np.float32(0.1 * self.bay), 2 * self.bay, 0.8, du) * _band(v, 0.35, self.ground - 0.45, dv)
-        ledges = (_pulses(v - np.float32(self.ground - 0.12), self.storey, 0.05, dv)
+        shops = pulses(uu + np.float32(0.1 * self.bay), 2 * self.bay, 0.8, du) * _band(v, 0.35, self.ground - 0.45, dv)
+        ledges = (pulses(v - np.float32(self.ground - 0.12), self.storey, 0.05, dv)
                   * _band(v, self.ground - 0.3, self.roof, dv) + _band(v, self.roof - 0.45, self.roof + 1, dv))
         cell = _cell_hash(np.floor(uu / np.float32(self.bay)), np.floor((v - self.ground) / np.float32(self.storey)),
                           self.seed)
@@ -174,7 +174,7 @@ class Masonry:
         w, h = self.unit
         row = np.floor(v / np.float32(h))
         us = u + np.float32(0.5 * w) * (row % 2)
-        joints = 1 - (1 - _pulses(v, h, 0.08, dv)) * (1 - _pulses(us, w, 0.04, du))
+        joints = 1 - (1 - pulses(v, h, 0.08, dv)) * (1 - pulses(us, w, 0.04, du))
         sharp = np.clip(1.0 - np.maximum(du / w, dv / h), 0.0, 1.0)
         shade = 1.0 + 0.18 * sharp * (_cell_hash(np.floor(us / np.float32(w)), row, self.seed) - 0.5)
         return _mix(_rgb(base) * shade, self.mortar, joints)
@@ -192,7 +192,7 @@ class Paving:
     def colors(self, x, y, pixel, base):
         u, v, du, dv = self.surface.coords(x, y, pixel)
         tu, tv = self.tile
-        joints = 1 - (1 - _pulses(u, tu, 0.06, du)) * (1 - _pulses(v, tv, 0.06, dv))
+        joints = 1 - (1 - pulses(u, tu, 0.06, du)) * (1 - pulses(v, tv, 0.06, dv))
         sharp = np.clip(1.0 - np.maximum(du / tu, dv / tv), 0.0, 1.0)
         shade = 1.0 + 0.16 * sharp * (_cell_hash(np.floor(u / np.float32(tu)), np.floor(v / np.float32(tv)),
                                                  self.seed) - 0.5)
@@ -221,10 +221,10 @@ class Asphalt:
         for cx, w, period, duty in self.lines:  # each line only where it can cover some of a pixel
             i = _near(u, cx - w / 2, cx + w / 2, du)
             line = _band(u[i], cx - w / 2, cx + w / 2, du[i])
-            paint[i] = np.maximum(paint[i], line * _pulses(v[i], period, duty, dv[i]) if period else line)
+            paint[i] = np.maximum(paint[i], line * pulses(v[i], period, duty, dv[i]) if period else line)
         for z0, z1 in self.zebras:
             i = _near(v, z0, z1, dv)
-            paint[i] = np.maximum(paint[i], _band(v[i], z0, z1, dv[i]) * _pulses(u[i], 1.0, 0.5, du[i]))
+            paint[i] = np.maximum(paint[i], _band(v[i], z0, z1, dv[i]) * pulses(u[i], 1.0, 0.5, du[i]))
         out = _mix(out, self.paint, paint)
         for r in self.rails:
             i = _near(u, r - 0.04, r + 0.08, du)
@@ -248,10 +248,10 @@ class Slats:
         u, v, du, dv = self.surface.coords(x, y, pixel)
         if self.mesh:
             d = np.maximum(du, dv)
-            cover = np.maximum(_pulses(u + v, self.period, self.duty, d), _pulses(u - v, self.period, self.duty, d))
-            cover = np.maximum(cover, _pulses(u, 2.5, 0.04, du))  # posts
+            cover = np.maximum(pulses(u + v, self.period, self.duty, d), pulses(u - v, self.period, self.duty, d))
+            cover = np.maximum(cover, pulses(u, 2.5, 0.04, du))  # posts
         else:
-            cover = _pulses(u, self.period, self.duty, du)
+            cover = pulses(u, self.period, self.duty, du)
         for v0, v1 in self.rails:
             cover = np.maximum(cover, _band(v, v0, v1, dv))
         return _mix(self.behind, base, cover)

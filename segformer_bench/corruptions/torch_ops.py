@@ -1,4 +1,4 @@
-"""Helpers the torch corruption modules share (as ``_blocks.py`` serves the fast ones): the batch check, the
+"""Helpers the torch corruption modules share (as ``blocks.py`` serves the fast ones): the batch check, the
 reference's uint8 ending and the separable Gaussian filter.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._kernels import gaussian_kernel
+from .kernels import gaussian_kernel
 
 
 def check_batch(x: torch.Tensor, seeds: Sequence[int]) -> None:
@@ -93,7 +93,7 @@ def gaussian_filter(
 ) -> torch.Tensor:
     """``scipy.ndimage.gaussian_filter`` over the last two dims of a float tensor (…, H, W): rows, then columns.
 
-    SciPy's kernel (:func:`~._kernels.gaussian_kernel`), its line extension `mode` and its axis order (axis 0
+    SciPy's kernel (:func:`~.kernels.gaussian_kernel`), its line extension `mode` and its axis order (axis 0
     first, its result stored in the tensor's dtype, then axis 1); `sigma` is one value or (rows, columns). The
     summation order decides the last bits of each sum, and each caller's results were established with its own,
     so it is chosen explicitly:

@@ -2,7 +2,7 @@
 
 * SciPy's Gaussian kernel (``scipy.ndimage.gaussian_filter``'s, the filter behind ``skimage.filters.gaussian``
   that imagecorruptions calls): fast blur's NumPy filter and the torch backend's one filter
-  (``_torch_ops.gaussian_filter``) use it.
+  (``torch_ops.gaussian_filter``) use it.
 * The one-sided motion kernel and its taps: imagecorruptions 1.1.2's ``_motion_blur`` (``getMotionBlurKernel`` and
   the shift of each tap), which its ``motion_blur`` and ``snow`` both call. The fast and torch backends of both
   corruptions take their weights and shifts from :func:`motion_taps`.
