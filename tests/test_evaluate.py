@@ -23,8 +23,9 @@ from segformer_bench.engine.evaluate import (
     inference_size,
     segment_batch,
 )
-from segformer_bench.engine.inference import normalize, whole_inference
+from segformer_bench.engine.inference import whole_inference
 from segformer_bench.engine.metrics import per_image_confusion, scores
+from segformer_bench.models.base import normalize
 
 
 class ArrayDataset(SegmentationDataset):

@@ -204,8 +204,8 @@ def test_two_process_ddp_training_equals_gradient_accumulation(tmp_path):
 
 
 def test_pretrained_imagenet_encoder_initialises_the_encoder(tmp_path):
-    from segformer_bench.engine.train import load_pretrained
     from segformer_bench.models.checkpoints import export_official
+    from segformer_bench.models.registry import load_pretrained
 
     source = sb.build_model("b0", 19)
     imagenet = {k.removeprefix("backbone."): v for k, v in export_official(source).items() if k.startswith("backbone.")}

@@ -283,7 +283,7 @@ def _erf_block(ctx: _Run, model: torch.nn.Module, dataset: SegmentationDataset, 
     import time
 
     from ..analyses.erf.maps import TAPS, ERFAccumulator, contribution_maps, cover_crop
-    from ..engine.inference import normalize
+    from ..models.base import normalize
 
     spec = ctx.suite.erf
     taps = spec.taps or TAPS

@@ -135,7 +135,7 @@ def _check(suite: Suite, where: str) -> None:
     from ..engine.evaluate import PRESETS as EVAL_PRESETS
     from ..engine.train import PRESETS as TRAIN_PRESETS
     from ..errors import UserError
-    from ..models.segformer import variant_name
+    from ..models.registry import variant_name
 
     if suite.version != SUITE_VERSION:
         raise ConfigError(f"{where}: suite version {suite.version} is not supported "

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import SegmentationDataset
-from .inference import check_input_size, normalize, slide_inference, whole_inference
+from ..models.base import SegmentationModel
+from .inference import check_input_size, slide_inference, whole_inference
 from .metrics import per_image_confusion, scores
 
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -101,10 +102,10 @@ def _run(model: torch.nn.Module, x: torch.Tensor, settings: EvalSettings) -> tor
     return whole_inference(model, x)
 
 
-def segment_batch(model: torch.nn.Module, images: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
+def segment_batch(model: SegmentationModel, images: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
     """Label maps (B, H, W) for uint8 RGB images (B, 3, H, W) on the model's device, by `settings`."""
     size = tuple(images.shape[-2:])
-    x = normalize(images)
+    x = model.preprocess(images)
     single = settings.scales == (1.0,) and not settings.flip
     probs = None
     for ratio in settings.scales:
@@ -159,7 +160,7 @@ def _batches(indices: Sequence[int], dataset: SegmentationDataset, settings: Eva
         yield group
 
 
-def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, settings: EvalSettings = PRESETS["whole"],
+def evaluate(model: SegmentationModel, dataset: SegmentationDataset, settings: EvalSettings = PRESETS["whole"],
              device: torch.device | str = "cpu", limit: int | None = None, export_dir: str | os.PathLike | None = None,
              export: Callable[[np.ndarray, str, Path], None] | None = None, progress: bool = False,
              transform: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
@@ -189,7 +190,7 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, settings: Eva
             if transform is not None:
                 images = transform(images, [s["name"] for s in group])
             labels = torch.from_numpy(np.stack([s["label"] for s in group])).to(device)
-            check_input_size(model.config, tuple(images.shape[-2:]), settings.mode, settings.crop, settings.stride)
+            check_input_size(model, tuple(images.shape[-2:]), settings.mode, settings.crop, settings.stride)
             amp = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
             with torch.inference_mode(), amp:
                 pred = segment_batch(model, images, settings)
@@ -258,8 +259,8 @@ def run_evaluation(checkpoint: str, dataset: str, split: str = "val", root: str 
     rank, _world, local_rank = init_from_env()
     dev = device_for(device, local_rank)
     model = load_model(checkpoint).to(dev)
-    if model.config.num_classes != ds.info.num_classes:
-        raise ConfigError(f"{checkpoint} predicts {model.config.num_classes} classes but {dataset} has "
+    if model.num_classes != ds.info.num_classes:
+        raise ConfigError(f"{checkpoint} predicts {model.num_classes} classes but {dataset} has "
                           f"{ds.info.num_classes}; evaluate it on a matching dataset")
     result = evaluate(model, ds, settings, dev, limit=limit, export_dir=export_cityscapes,
                       export=export_cityscapes_prediction if export_cityscapes else None, progress=progress)

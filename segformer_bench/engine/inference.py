@@ -1,7 +1,7 @@
-"""From images to logits and label maps: normalisation, whole-image and sliding-window inference.
+"""From images to logits and label maps: whole-image and sliding-window inference.
 
-``whole_inference`` and ``slide_inference`` take normalised images and return logits at the input
-resolution; ``predict`` wraps them for raw 0–255 images and returns argmax labels.
+``whole_inference`` and ``slide_inference`` take the network's input (``model.preprocess`` of the images) and
+return logits at the input resolution; ``predict`` wraps them for raw 0–255 images and returns argmax labels.
 
 The sliding window is mmseg 0.13's ``EncoderDecoder.slide_inference``, which produced every released
 SegFormer Cityscapes number (1024×1024 windows, stride 768 on 1024×2048 images): windows start on a
@@ -20,11 +20,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..data.labels import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import UserError
-from ..models.deeplab import MIN_INPUT_SIDE as DEEPLAB_MIN_INPUT_SIDE
-from ..models.deeplab import DeepLabConfig
-from ..models.segformer import SegFormer, SegFormerConfig
+from ..models.base import SegmentationModel
 
 Mode = Literal["whole", "slide"]
 
@@ -44,37 +41,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"device {name!r} asked for, but MPS is not available; use cpu or auto")
     return device
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB images on the 0–255 scale (uint8 or float) minus the ImageNet mean, over its std.
-
-    uint8 input becomes float32; float input keeps its dtype.
-    """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"normalize expects (B, 3, H, W) RGB images, got shape {tuple(images.shape)}")
-    x = images if images.is_floating_point() else images.float()
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-def min_input_side(config: SegFormerConfig | DeepLabConfig) -> int:
-    """The smallest image side the model accepts: every stage's token grid must be at least as large as
-    its spatial-reduction kernel (sr_ratio), or the strided reduction conv has nothing to slide over.
-    A DeepLabV3+ runs on any size; the project's floor of 32 pixels applies to it."""
-    if isinstance(config, DeepLabConfig):
-        return DEEPLAB_MIN_INPUT_SIDE
-    side = 1
-    while True:
-        grid = side
-        fits = True
-        for k, s, r in zip(config.patch_sizes, config.strides, config.sr_ratios, strict=True):
-            grid = (grid + 2 * (k // 2) - k) // s + 1  # the patch embedding conv's output size
-            fits = fits and grid >= r
-        if fits:
-            return side
-        side += 1
 
 
 def window_starts(length: int, crop: int, stride: int) -> list[int]:
@@ -101,22 +67,21 @@ def window_grid(size: tuple[int, int], crop: tuple[int, int],
     return [(y0, y0 + h, x0, x0 + w) for y0 in window_starts(H, ch, sh) for x0 in window_starts(W, cw, sw)]
 
 
-def check_input_size(config: SegFormerConfig | DeepLabConfig, size: tuple[int, int], mode: Mode = "whole",
+def check_input_size(model: SegmentationModel, size: tuple[int, int], mode: Mode = "whole",
                      crop: tuple[int, int] = (1024, 1024), stride: tuple[int, int] = (768, 768)) -> None:
-    """Raise a UserError unless `mode` can run on an image of `size` (H, W): a known mode, a valid window,
-    and an image (or window) no smaller than ``min_input_side``."""
+    """Raise a UserError unless `mode` can run `model` on an image of `size` (H, W): a known mode, a valid
+    window, and an image (or window) no smaller than the model's ``min_input_side``."""
     if mode not in ("whole", "slide"):
         raise UserError(f"unknown inference mode {mode!r}; use 'whole' or 'slide'")
     H, W = size
     if mode == "slide":
         y0, y1, x0, x1 = window_grid((H, W), crop, stride)[0]
         H, W = y1 - y0, x1 - x0
-    smallest = min_input_side(config)
+    smallest = model.min_input_side
     if min(H, W) < smallest:
         what = "sliding window" if mode == "slide" else "image"
-        model = "DeepLabV3+" if isinstance(config, DeepLabConfig) else "SegFormer"
-        raise UserError(f"{what} of {H}×{W} pixels is too small: {model} needs at least {smallest}×{smallest}; "
-                        f"use a larger {what}")
+        raise UserError(f"{what} of {H}×{W} pixels is too small: {model.display_name} needs at least "
+                        f"{smallest}×{smallest}; use a larger {what}")
 
 
 def whole_inference(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -158,7 +123,7 @@ def slide_inference(model: torch.nn.Module, images: torch.Tensor, crop: tuple[in
     return logits / count
 
 
-def predict(model: SegFormer, images: torch.Tensor, mode: Mode = "whole", crop: tuple[int, int] = (1024, 1024),
+def predict(model: SegmentationModel, images: torch.Tensor, mode: Mode = "whole", crop: tuple[int, int] = (1024, 1024),
             stride: tuple[int, int] = (768, 768), autocast: torch.dtype | None = None,
             window_batch: int = 8) -> torch.Tensor:
     """Argmax labels (B, H, W) for RGB images (B, 3, H, W) on the 0–255 scale, uint8 unless the model has
@@ -167,14 +132,14 @@ def predict(model: SegFormer, images: torch.Tensor, mode: Mode = "whole", crop: 
     `autocast` (e.g. torch.bfloat16 or torch.float16 on a GPU) runs the model under torch.autocast; logits
     are still resized and accumulated in float32. The model runs in eval mode and is restored afterwards.
     """
-    check_input_size(model.config, tuple(images.shape[-2:]), mode, crop, stride)
+    check_input_size(model, tuple(images.shape[-2:]), mode, crop, stride)
     device = next(model.parameters()).device
     amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else nullcontext()
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), amp:
-            x = normalize(images.to(device))
+            x = model.preprocess(images.to(device))
             if mode == "whole":
                 logits = whole_inference(model, x)
             else:

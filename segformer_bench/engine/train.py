@@ -40,9 +40,9 @@ from ..data.base import IGNORE_INDEX, SegmentationDataset
 from ..data.transforms import TrainAugment
 from ..errors import UserError
 from ..image_io import atomic_path, write_json
-from ..models.checkpoints import read_checkpoint, save_model
-from ..models.deeplab import DeepLabV3Plus, deeplab_variant_name, load_torchvision_resnet
-from ..models.segformer import SegFormer, build_model
+from ..models.base import SegmentationModel
+from ..models.checkpoints import save_model
+from ..models.registry import build_model, family_of, load_pretrained
 from .distributed import device_for, init_from_env
 
 
@@ -149,7 +149,7 @@ def lr_factor(config: TrainConfig, it: int) -> float:
     return factor
 
 
-def param_groups(model: SegFormer | DeepLabV3Plus, config: TrainConfig) -> list[dict]:
+def param_groups(model: SegmentationModel, config: TrainConfig) -> list[dict]:
     """Decoder ×head_lr_mult; encoder norms (SegFormer's LayerNorms, DeepLab's BatchNorms) and position
     embeddings without weight decay."""
     no_decay: set[int] = set()
@@ -289,39 +289,6 @@ def _all_finite(loss: torch.Tensor, world: int) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
-# Initialisation from pretrained weights
-
-
-def load_pretrained(model: SegFormer | DeepLabV3Plus, path: str, log: Callable[[str], None]) -> None:
-    """Copy the encoder tensors of `path` (any layout load_model reads) into `model`; shapes must agree.
-
-    Encoder tensors the file lacks (e.g. a learned position embedding) keep their fresh initialisation,
-    and file tensors the model lacks (e.g. depthwise convs for a plain-FFN model) are left out; both are logged.
-    A DeepLabV3+ takes a torchvision ResNet file (or its own format) and needs every backbone tensor.
-    """
-    if isinstance(model, DeepLabV3Plus):
-        n = load_torchvision_resnet(model, path)
-        log(f"initialised the ResNet-{model.config.depth} encoder from {path}: {n} tensors")
-        return
-    state, _, fmt = read_checkpoint(path)
-    own = model.state_dict()
-    encoder = {k: v for k, v in state.items() if k.startswith("encoder.")}
-    if not encoder:
-        raise UserError(f"{path}: holds no encoder weights to start from")
-    misshaped = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in encoder.items()
-                 if k in own and own[k].shape != v.shape]
-    if misshaped:
-        raise UserError(f"{path}: encoder does not fit the model ({len(misshaped)} mis-shaped, e.g. {misshaped[0]}); "
-                        "choose the matching variant")
-    unused = [k for k in encoder if k not in own]
-    fresh = [k for k in own if k.startswith("encoder.") and k not in encoder]
-    model.load_state_dict({k: v for k, v in encoder.items() if k in own}, strict=False)
-    log(f"initialised the encoder from {path} ({fmt}): {len(encoder) - len(unused)} tensors"
-        + (f"; {len(fresh)} freshly initialised ({', '.join(fresh[:3])}…)" if fresh else "")
-        + (f"; {len(unused)} unused ({', '.join(unused[:3])}…)" if unused else ""))
-
-
-# --------------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -353,10 +320,11 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
     device = device_for(config.device, local_rank)
     micro = config.batch_size // world // config.grad_accum
     # Only SyncBatchNorm (CUDA, several ranks) gathers statistics over more than one image per rank.
-    if deeplab_variant_name(config.model) and micro == 1 and not (world > 1 and device.type == "cuda"):
-        raise UserError("DeepLabV3+ needs at least 2 images per forward pass in training: the BatchNorm after its "
-                        "image-pooling branch sees one value per channel and image; raise batch_size or lower "
-                        "grad_accum")
+    model_class = family_of(config.model).model
+    if micro < model_class.min_train_batch and not (world > 1 and device.type == "cuda"):
+        raise UserError(f"{model_class.display_name} needs at least {model_class.min_train_batch} images per "
+                        "forward pass in training: a BatchNorm of its sees one value per channel and image; raise "
+                        "batch_size or lower grad_accum")
     run = prepare_run_dir(run_dir, config, restart) if main else RunDir(Path(run_dir))
     if world > 1:
         torch.distributed.barrier()
