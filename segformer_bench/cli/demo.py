@@ -21,7 +21,8 @@ import torch
 from .. import __version__
 from ..data.labels import NUM_CITYSCAPES_CLASSES, colorize
 from ..data.synthcity import SynthCity
-from ..engine.inference import check_input_size, predict, resolve_device, window_grid
+from ..engine.distributed import resolve_device
+from ..engine.inference import check_input_size, predict, window_grid
 from ..errors import UserError
 from ..image_io import check_output_dir, write_json, write_png
 from ..models.checkpoints import export_huggingface, load_model

@@ -15,7 +15,8 @@ import torch
 from tqdm import tqdm
 
 from ..data.labels import IGNORE_INDEX, colorize
-from ..engine.inference import Mode, check_input_size, predict, resolve_device
+from ..engine.distributed import resolve_device
+from ..engine.inference import Mode, check_input_size, predict
 from ..errors import UserError
 from ..image_io import atomic_path, check_output_dir, read_image, write_png
 from ..models.base import SegmentationModel

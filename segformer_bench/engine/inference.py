@@ -26,23 +26,6 @@ from ..models.base import SegmentationModel
 Mode = Literal["whole", "slide"]
 
 
-def resolve_device(name: str) -> torch.device:
-    """The torch device for 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but this torch sees no CUDA device; use cpu or auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"device {name!r} asked for, but MPS is not available; use cpu or auto")
-    return device
-
-
 def window_starts(length: int, crop: int, stride: int) -> list[int]:
     """Start offsets of the sliding windows along one axis of `length` pixels (mmseg 0.13).
 
