@@ -321,7 +321,8 @@ def test_erf_blocks_merge_to_the_mean_and_report_unreached_thresholds():
 
 
 def test_a_models_own_eval_settings_apply_to_it_only(tmp_path):
-    from segformer_bench.bench.suite import SUITES_DIR, eval_settings
+    from segformer_bench.bench.suite import SUITES_DIR
+    from segformer_bench.engine.evaluate import eval_settings
 
     slide = {"mode": "slide", "crop": [32, 32], "stride": [24, 24]}
     path = _suite_file(tmp_path, analyses=["corruption"], resolution=None, erf=None,

@@ -21,10 +21,9 @@ import torch
 
 import segformer_bench as sb
 from segformer_bench.data import build_dataset
-from segformer_bench.engine.evaluate import PRESETS as EVAL_PRESETS
-from segformer_bench.engine.evaluate import evaluate
+from segformer_bench.engine.evaluate import EVAL_PRESETS, evaluate
 from segformer_bench.engine.inference import check_input_size
-from segformer_bench.engine.train import PRESETS, TrainConfig, param_groups, train
+from segformer_bench.engine.train import TRAIN_PRESETS, TrainConfig, param_groups, train
 from segformer_bench.errors import CheckpointError, UserError
 from segformer_bench.models.checkpoints import load_model, save_model
 from segformer_bench.models.checkpoints.pretrained import load_torchvision_resnet
@@ -39,7 +38,7 @@ BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 # The tiny SynthCity run of tests/test_train.py (TINY), for a DeepLabV3+.
 TINY = dataclasses.replace(
-    PRESETS["synthcity"], dataset_options={"size": [64, 128], "length": 8}, crop=(64, 64), img_scale=(128, 64),
+    TRAIN_PRESETS["synthcity"], dataset_options={"size": [64, 128], "length": 8}, crop=(64, 64), img_scale=(128, 64),
     iters=2, batch_size=2, workers=0, log_interval=1, checkpoint_interval=2, eval_limit=2, warmup_iters=2,
     model="deeplabv3plus-r50",
 )

@@ -58,7 +58,7 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    preset: str = "whole"  # an evaluate.PRESETS name
+    preset: str = "whole"  # an evaluate.EVAL_PRESETS name
     overrides: dict[str, Any] = field(default_factory=dict)  # EvalSettings fields
 
 
@@ -132,8 +132,8 @@ class Suite:
 def _check(suite: Suite, where: str) -> None:
     from ..corruptions import check_name, check_severity
     from ..corruptions.protocols import get_protocol
-    from ..engine.evaluate import PRESETS as EVAL_PRESETS
-    from ..engine.train import PRESETS as TRAIN_PRESETS
+    from ..engine.evaluate import EVAL_PRESETS
+    from ..engine.train import TRAIN_PRESETS
     from ..errors import UserError
     from ..models.registry import variant_name
 
@@ -185,22 +185,13 @@ def _check(suite: Suite, where: str) -> None:
 
 
 def _check_eval_overrides(overrides: dict[str, Any], where: str) -> None:
+    from ..engine.evaluate import eval_settings
+
     eval_settings("whole", overrides, where=where)
 
 
-def eval_settings(preset: str, *layers: dict[str, Any], where: str):  # -> evaluate.EvalSettings
-    """An evaluate.PRESETS entry with each mapping of EvalSettings fields laid over it in turn."""
-    from ..engine.evaluate import PRESETS as EVAL_PRESETS
-    from ..engine.evaluate import EvalSettings
-
-    fields = to_mapping(EVAL_PRESETS[preset])
-    for layer in layers:
-        fields.update(layer)
-    return from_mapping(EvalSettings, fields, where)
-
-
 def _check_resolution(spec: ResolutionSpec | None, where: str) -> None:
-    from ..engine.evaluate import PRESETS as EVAL_PRESETS
+    from ..engine.evaluate import EVAL_PRESETS
 
     if spec is None or not spec.tests:
         raise ConfigError(f"{where}: analyses names 'resolution' but there is no resolution section with tests; "

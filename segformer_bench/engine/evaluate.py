@@ -17,21 +17,20 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import from_mapping, to_mapping
 from ..data.base import SegmentationDataset
 from ..models.base import SegmentationModel
-from .inference import check_input_size, slide_inference, whole_inference
+from .inference import AUTOCAST, check_input_size, slide_inference, whole_inference
 from .metrics import per_image_confusion, scores
-
-AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class EvalSettings:
     window_batch: int = 8  # sliding windows per forward pass
 
 
-PRESETS: dict[str, EvalSettings] = {
+EVAL_PRESETS: dict[str, EvalSettings] = {
     "cityscapes": EvalSettings(mode="slide", crop=(1024, 1024), stride=(768, 768), img_scale=(2048, 1024)),
     "cityscapes-ms": EvalSettings(mode="slide", crop=(1024, 1024), stride=(768, 768), img_scale=(2048, 1024),
                                   scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0), flip=True),
@@ -60,6 +59,15 @@ PRESETS: dict[str, EvalSettings] = {
                               scales=(0.75, 0.875, 1.0, 1.125, 1.25), flip=True),
     "whole": EvalSettings(mode="whole"),
 }
+
+
+def eval_settings(preset: str, *layers: Mapping[str, Any], where: str) -> EvalSettings:
+    """An EVAL_PRESETS entry with each mapping of EvalSettings fields laid over it in turn; a bad field or
+    value is a ConfigError naming `where`."""
+    fields = to_mapping(EVAL_PRESETS[preset])
+    for layer in layers:
+        fields.update(layer)
+    return from_mapping(EvalSettings, fields, where)
 
 
 @dataclass
@@ -160,7 +168,7 @@ def _batches(indices: Sequence[int], dataset: SegmentationDataset, settings: Eva
         yield group
 
 
-def evaluate(model: SegmentationModel, dataset: SegmentationDataset, settings: EvalSettings = PRESETS["whole"],
+def evaluate(model: SegmentationModel, dataset: SegmentationDataset, settings: EvalSettings = EVAL_PRESETS["whole"],
              device: torch.device | str = "cpu", limit: int | None = None, export_dir: str | os.PathLike | None = None,
              export: Callable[[np.ndarray, str, Path], None] | None = None, progress: bool = False,
              transform: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
@@ -250,9 +258,9 @@ def run_evaluation(checkpoint: str, dataset: str, split: str = "val", root: str 
     from .distributed import device_for, init_from_env
 
     preset = preset or DEFAULT_PRESET.get(dataset, "whole")
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown eval preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    settings = override(PRESETS[preset], list(overrides), "--set")
+    if preset not in EVAL_PRESETS:
+        raise ConfigError(f"unknown eval preset {preset!r}: choose one of {', '.join(EVAL_PRESETS)}")
+    settings = override(EVAL_PRESETS[preset], list(overrides), "--set")
     ds = build_dataset(dataset, split, root, **(dataset_options or {}))
     if export_cityscapes and ds.info.num_classes != 19:
         raise ConfigError("--export-cityscapes needs a model and dataset in Cityscapes' 19 classes")

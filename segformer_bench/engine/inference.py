@@ -25,6 +25,9 @@ from ..models.base import SegmentationModel
 
 Mode = Literal["whole", "slide"]
 
+# Autocast dtypes by the names EvalSettings.autocast and TrainConfig.amp use.
+AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 def window_starts(length: int, crop: int, stride: int) -> list[int]:
     """Start offsets of the sliding windows along one axis of `length` pixels (mmseg 0.13).

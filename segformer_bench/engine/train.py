@@ -44,6 +44,7 @@ from ..models.base import SegmentationModel
 from ..models.checkpoints import save_model
 from ..models.registry import build_model, family_of, load_pretrained
 from .distributed import device_for, init_from_env
+from .inference import AUTOCAST
 
 
 class TrainingDiverged(UserError):
@@ -90,7 +91,7 @@ class TrainConfig:
     log_interval: int = 50
     checkpoint_interval: int = 4000
     eval_interval: int = 16_000  # 0: only at the end
-    eval_preset: str = "cityscapes"  # an evaluate.PRESETS name
+    eval_preset: str = "cityscapes"  # an evaluate.EVAL_PRESETS name
     eval_limit: int | None = None  # evaluate on the first N validation images only
     device: str = "auto"
 
@@ -105,7 +106,7 @@ class TrainConfig:
             raise UserError("checkpoint_interval and log_interval must be ≥ 1, eval_interval ≥ 0")
 
 
-PRESETS: dict[str, TrainConfig] = {
+TRAIN_PRESETS: dict[str, TrainConfig] = {
     "cityscapes": TrainConfig(),
     "ade20k": TrainConfig(dataset="ade20k", crop=(512, 512), img_scale=(2048, 512), batch_size=16,
                           eval_preset="ade20k"),
@@ -122,11 +123,11 @@ def load_train_config(path: str | os.PathLike | None = None, preset: str | None 
     from ..config import ConfigError, load_yaml
 
     name = preset or "cityscapes"
-    if name not in PRESETS:
-        raise ConfigError(f"unknown training preset {name!r}: choose one of {', '.join(PRESETS)}")
-    base = to_mapping(PRESETS[name])
+    if name not in TRAIN_PRESETS:
+        raise ConfigError(f"unknown training preset {name!r}: choose one of {', '.join(TRAIN_PRESETS)}")
+    base = to_mapping(TRAIN_PRESETS[name])
     if path is None:
-        return PRESETS[name]
+        return TRAIN_PRESETS[name]
     data = load_yaml(path)
     if data is None:
         data = {}
@@ -307,8 +308,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
     """
     from tqdm import tqdm
 
-    from .evaluate import PRESETS as EVAL_PRESETS
-    from .evaluate import evaluate
+    from .evaluate import EVAL_PRESETS, evaluate
 
     rank, world, local_rank = init_from_env()
     main = rank == 0
@@ -377,7 +377,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
         num_workers=config.workers, persistent_workers=config.workers > 0, pin_memory=device.type == "cuda",
         generator=torch.Generator(),  # the loader must not draw from the global RNG (exact resume)
         drop_last=False)
-    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
+    amp_dtype = AUTOCAST[config.amp]
 
     def save_checkpoint(it: int) -> None:
         if not main:
