@@ -35,8 +35,8 @@ def main() -> None:
     from segformer_bench.bench.store import Store
     from segformer_bench.corruptions import corrupt, corrupt_batch, derive_seed, get_protocol
     from segformer_bench.data import build_dataset
-    from segformer_bench.engine.evaluate import EVAL_PRESETS, segment_batch
-    from segformer_bench.engine.inference import AUTOCAST
+    from segformer_bench.engine.evaluate import EVAL_PRESETS
+    from segformer_bench.engine.inference import AUTOCAST, segment_batch
     from segformer_bench.engine.metrics import per_image_confusion, scores
 
     device = torch.device(args.device)

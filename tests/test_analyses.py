@@ -18,7 +18,8 @@ from segformer_bench.bench.store import ResolutionResult, Store
 from segformer_bench.bench.suite import load_suite
 from segformer_bench.config import ConfigError
 from segformer_bench.data import build_dataset
-from segformer_bench.engine.evaluate import EvalSettings, evaluate
+from segformer_bench.engine.evaluate import evaluate
+from segformer_bench.engine.inference import EvalSettings
 from segformer_bench.engine.metrics import scores
 from segformer_bench.models.base import normalize
 

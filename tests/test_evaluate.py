@@ -15,15 +15,8 @@ from PIL import Image
 import segformer_bench as sb
 from segformer_bench.data.base import DatasetInfo, SegmentationDataset
 from segformer_bench.data.labels import CITYSCAPES_CLASSES, label_ids_to_train_ids
-from segformer_bench.engine.evaluate import (
-    EVAL_PRESETS,
-    EvalSettings,
-    evaluate,
-    export_cityscapes_prediction,
-    inference_size,
-    segment_batch,
-)
-from segformer_bench.engine.inference import whole_inference
+from segformer_bench.engine.evaluate import EVAL_PRESETS, evaluate, export_cityscapes_prediction
+from segformer_bench.engine.inference import EvalSettings, inference_size, segment_batch, whole_inference
 from segformer_bench.engine.metrics import per_image_confusion, scores
 from segformer_bench.models.base import normalize
 

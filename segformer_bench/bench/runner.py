@@ -34,7 +34,8 @@ from ..corruptions import corrupt, corrupt_batch, derive_seed
 from ..corruptions.protocols import get_protocol
 from ..data import build_dataset
 from ..data.base import SegmentationDataset
-from ..engine.evaluate import EvalSettings, eval_settings, evaluate, segment_batch
+from ..engine.evaluate import eval_settings, evaluate
+from ..engine.inference import EvalSettings, segment_batch
 from ..errors import UserError
 from ..versions import package_versions
 from .store import CLEAN, Store
@@ -243,7 +244,7 @@ def _run_corruption(ctx: _Run) -> None:
 def network_input_size(dataset: SegmentationDataset, settings: EvalSettings) -> tuple[int, int]:
     """The network's input (H, W) for the dataset's first image: the window in slide mode, else the image as
     resized for inference."""
-    from ..engine.evaluate import inference_size
+    from ..engine.inference import inference_size
 
     h, w = dataset[0]["image"].shape[:2]
     size = inference_size((h, w), settings, 1.0)

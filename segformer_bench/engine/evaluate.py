@@ -1,6 +1,7 @@
 """Evaluation: a model over a dataset → dataset-level and per-image confusion matrices → metrics.
 
-Test-time protocols of the official configs (REFERENCE.md §3):
+Test-time protocols of the official configs (REFERENCE.md §3) are the ``EVAL_PRESETS``, each an
+``inference.EvalSettings`` that ``inference.segment_batch`` runs:
 
 * Cityscapes: the native 1024×2048 image, sliding 1024×1024 windows with stride 768 (``mode="slide"``);
 * ADE20K: the whole image resized keeping its ratio to short side 512 (``img_scale=(2048, 512)``), then to
@@ -20,35 +21,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config import from_mapping, to_mapping
 from ..data.base import SegmentationDataset
 from ..models.base import SegmentationModel
-from .inference import AUTOCAST, check_input_size, slide_inference, whole_inference
+from .inference import AUTOCAST, EvalSettings, check_input_size, segment_batch
 from .metrics import per_image_confusion, scores
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """How a model is run on each test image."""
-
-    mode: Literal["whole", "slide"] = "slide"
-    crop: tuple[int, int] = (1024, 1024)  # sliding window (H, W)
-    stride: tuple[int, int] = (768, 768)
-    img_scale: tuple[int, int] | None = None  # keep-ratio resize target (long, short) before inference
-    size_divisor: int | None = None  # then resize up to a multiple of this (ADE20K: 32)
-    scales: tuple[float, ...] = (1.0,)  # ratios of img_scale (or of the image size when img_scale is None)
-    flip: bool = False
-    batch_size: int = 1  # images per forward pass (same-size images only)
-    autocast: Literal["none", "bf16", "fp16"] = "none"
-    workers: int = 0  # DataLoader worker processes that read/decode images
-    window_batch: int = 8  # sliding windows per forward pass
-
 
 EVAL_PRESETS: dict[str, EvalSettings] = {
     "cityscapes": EvalSettings(mode="slide", crop=(1024, 1024), stride=(768, 768), img_scale=(2048, 1024)),
@@ -87,50 +69,6 @@ class EvalResult:
     def to_dict(self) -> dict:
         return {"metrics": self.metrics, "class_names": list(self.class_names), "images": len(self.names),
                 "seconds": self.seconds, "confusion": self.confusion.tolist()}
-
-
-def inference_size(size: tuple[int, int], settings: EvalSettings, ratio: float) -> tuple[int, int]:
-    """(H, W) the image is resized to before inference at scale `ratio` (mmcv imrescale + AlignedResize)."""
-    h, w = size
-    if settings.img_scale is not None:
-        long_edge, short_edge = max(settings.img_scale) * ratio, min(settings.img_scale) * ratio
-        factor = min(long_edge / max(h, w), short_edge / min(h, w))
-    else:
-        factor = ratio
-    h, w = int(h * factor + 0.5), int(w * factor + 0.5)
-    if settings.size_divisor:
-        d = settings.size_divisor
-        h, w = -(-h // d) * d, -(-w // d) * d
-    return h, w
-
-
-def _run(model: torch.nn.Module, x: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
-    if settings.mode == "slide":
-        return slide_inference(model, x, settings.crop, settings.stride, window_batch=settings.window_batch)
-    return whole_inference(model, x)
-
-
-def segment_batch(model: SegmentationModel, images: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
-    """Label maps (B, H, W) for uint8 RGB images (B, 3, H, W) on the model's device, by `settings`."""
-    size = tuple(images.shape[-2:])
-    x = model.preprocess(images)
-    single = settings.scales == (1.0,) and not settings.flip
-    probs = None
-    for ratio in settings.scales:
-        target = inference_size(size, settings, ratio)
-        xs = x if target == size else F.interpolate(x, size=target, mode="bilinear", align_corners=False)
-        for flipped in (False, True) if settings.flip else (False,):
-            inp = xs.flip(-1) if flipped else xs
-            logits = _run(model, inp, settings)
-            if flipped:
-                logits = logits.flip(-1)
-            if logits.shape[-2:] != size:
-                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            if single:
-                return logits.argmax(dim=1)
-            p = logits.softmax(dim=1)
-            probs = p if probs is None else probs + p
-    return probs.argmax(dim=1)
 
 
 def _shard(n: int) -> tuple[list[int], int, int]:
