@@ -1,7 +1,7 @@
 """Evaluation: a model over a dataset → dataset-level and per-image confusion matrices → metrics.
 
-Test-time protocols of the official configs (REFERENCE.md §3) are the ``EVAL_PRESETS``, each an
-``inference.EvalSettings`` that ``inference.segment_batch`` runs:
+Test-time protocols of the official configs (NVlabs/SegFormer's ``local_configs``, on mmseg 0.13) are the
+``EVAL_PRESETS``, each an ``inference.EvalSettings`` that ``inference.segment_batch`` runs:
 
 * Cityscapes: the native 1024×2048 image, sliding 1024×1024 windows with stride 768 (``mode="slide"``);
 * ADE20K: the whole image resized keeping its ratio to short side 512 (``img_scale=(2048, 512)``), then to

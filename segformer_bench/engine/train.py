@@ -1,4 +1,4 @@
-"""Training SegFormer with the paper's recipe (REFERENCE.md §3), resumable to the bit.
+"""Training SegFormer with the paper's recipe (its released configs, on mmseg 0.13), resumable to the bit.
 
 The recipe of the official configs is the default of ``TrainConfig``: AdamW (lr 6e-5, betas 0.9/0.999,
 weight decay 0.01), decoder lr ×10, no weight decay on the encoder's LayerNorms (and on a learned

@@ -1,4 +1,5 @@
-"""Effective receptive fields (ERF), by the recipe of RepLKNet (reused by SLaK and VMamba), REFERENCE.md §7.
+"""Effective receptive fields (ERF), by the recipe of RepLKNet (Ding et al., CVPR 2022, its ``erf`` tools; reused
+by SLaK and VMamba).
 
 For a feature map F (B, C, h, w) of an input x (B, 3, H, W), the contribution map of one image is the
 positive part of ∂s/∂x summed over RGB, with s = Σ_k ReLU(F_k[h // 2, w // 2]) — the response of the
