@@ -40,7 +40,7 @@ class Family:
     name: str  # the model's ``family``; also the ``arch`` a saved config records (a SegFormer's records none)
     model: type[SegmentationModel]  # the nn.Module class that runs
     config: type  # its architecture dataclass
-    variants: Mapping[str, Any]  # canonical variant name → its config (for the family's default class count)
+    variants: Mapping[str, Any]  # canonical variant name → its architecture (a config)
     listed_as: str  # how the error for an unknown variant names the family
     canonical: Callable[[str], str | None]  # a spelling of a variant name → its key, None if not this family's
     variant_of: Callable[[Any], str | None]  # a config → the variant it has, None for a custom one
