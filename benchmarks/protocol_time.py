@@ -35,7 +35,8 @@ def main() -> None:
     from segformer_bench.bench.store import Store
     from segformer_bench.corruptions import corrupt, corrupt_batch, derive_seed, get_protocol
     from segformer_bench.data import build_dataset
-    from segformer_bench.engine.evaluate import AUTOCAST, PRESETS, segment_batch
+    from segformer_bench.engine.evaluate import EVAL_PRESETS
+    from segformer_bench.engine.inference import AUTOCAST, segment_batch
     from segformer_bench.engine.metrics import per_image_confusion, scores
 
     device = torch.device(args.device)
@@ -44,7 +45,7 @@ def main() -> None:
     else:
         dataset = build_dataset("synthcity", "val", size=(1024, 2048), length=args.images)
     model = sb.build_model(args.variant, 19).eval().to(device)
-    settings = PRESETS["cityscapes"]
+    settings = EVAL_PRESETS["cityscapes"]
     cells = [("clean", 0)] + get_protocol("segformer").cells()
     amp = AUTOCAST[args.autocast]
     spent = {"data": 0.0, "corruption": 0.0, "inference": 0.0, "bookkeeping": 0.0}

@@ -16,10 +16,10 @@ from .errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models.checkpoints import export_huggingface, load_model, save_model
-    from .models.segformer import build_model
+    from .models.registry import build_model
 
 _LAZY = {
-    "build_model": "segformer_bench.models.segformer",
+    "build_model": "segformer_bench.models.registry",
     "load_model": "segformer_bench.models.checkpoints",
     "save_model": "segformer_bench.models.checkpoints",
     "export_huggingface": "segformer_bench.models.checkpoints",

@@ -21,9 +21,10 @@ from segformer_bench.bench.runner import run_suite
 from segformer_bench.bench.suite import load_suite
 from segformer_bench.config import ConfigError
 from segformer_bench.data import build_dataset
-from segformer_bench.engine.evaluate import EvalSettings, evaluate
-from segformer_bench.engine.inference import normalize
+from segformer_bench.engine.evaluate import evaluate
+from segformer_bench.engine.inference import EvalSettings
 from segformer_bench.engine.metrics import scores
+from segformer_bench.models.base import normalize
 
 from .helpers import images_loaded_in_browser, needs_browser, run_then_kill_9, run_two_gloo_ranks, stored
 

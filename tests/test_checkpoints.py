@@ -1,8 +1,9 @@
 """Every checkpoint layout a user brings loads into the same network as transformers' oracle.
 
-The official (NVlabs) and ImageNet layouts are produced here from a transformers model with the
-renames REFERENCE.md §2 lists (written out independently of the package's tables): if the package
-maps any tensor wrongly, its logits stop matching transformers' on the same weights.
+The official (NVlabs) and ImageNet layouts are produced here from a transformers model by inverting the
+renames of transformers' conversion script (``convert_segformer_original_to_pytorch.py``), written out
+independently of the package's tables: if the package maps any tensor wrongly, its logits stop matching
+transformers' on the same weights.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .test_model import hf_logits, hf_model
 
 
 def hf_to_official(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """transformers on-disk names → NVlabs names, inverting REFERENCE.md §2's renames by hand."""
+    """transformers on-disk names → NVlabs names, inverting the conversion script's renames by hand."""
     out = {}
     for key, t in hf_state.items():
         k = key.replace("segformer.encoder.", "backbone.")
@@ -67,7 +68,7 @@ def test_official_training_checkpoint(tmp_path, oracle):
     official = hf_to_official(hf_state)
     official["decode_head.conv_seg.weight"] = torch.randn(19, 256, 1, 1)  # present in the files, never used
     official["decode_head.conv_seg.bias"] = torch.randn(19)
-    assert len(official) == 194  # REFERENCE.md §2: B0/B1 files hold 194 tensors
+    assert len(official) == 194  # the released B0/B1 files hold 194 tensors
     path = tmp_path / "segformer.b0.1024x1024.city.160k.pth"
     torch.save({"meta": {"CLASSES": ("road",) * 19, "PALETTE": [[0, 0, 0]] * 19, "mmcv_version": "1.2.7"},
                 "state_dict": official}, path)

@@ -21,14 +21,15 @@ import torch
 
 import segformer_bench as sb
 from segformer_bench.data import build_dataset
-from segformer_bench.engine.evaluate import PRESETS as EVAL_PRESETS
-from segformer_bench.engine.evaluate import evaluate
-from segformer_bench.engine.inference import check_input_size, min_input_side
-from segformer_bench.engine.train import PRESETS, TrainConfig, param_groups, train
+from segformer_bench.engine.evaluate import EVAL_PRESETS, evaluate
+from segformer_bench.engine.inference import check_input_size
+from segformer_bench.engine.train import TRAIN_PRESETS, TrainConfig, param_groups, train
 from segformer_bench.errors import CheckpointError, UserError
 from segformer_bench.models.checkpoints import load_model, save_model
-from segformer_bench.models.deeplab import DeepLabConfig, DeepLabV3Plus, ResNet, load_torchvision_resnet
-from segformer_bench.models.segformer import SegFormer, variant_name
+from segformer_bench.models.checkpoints.pretrained import load_torchvision_resnet
+from segformer_bench.models.deeplab import DeepLabConfig, DeepLabV3Plus, ResNet
+from segformer_bench.models.registry import variant_name
+from segformer_bench.models.segformer import SegFormer
 
 # torchvision.models.resnet{50,101}: parameters including fc (Linear(2048, 1000)), from torchvision's docs.
 TORCHVISION_PARAMS = {50: 25_557_032, 101: 44_549_160}
@@ -37,7 +38,7 @@ BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 # The tiny SynthCity run of tests/test_train.py (TINY), for a DeepLabV3+.
 TINY = dataclasses.replace(
-    PRESETS["synthcity"], dataset_options={"size": [64, 128], "length": 8}, crop=(64, 64), img_scale=(128, 64),
+    TRAIN_PRESETS["synthcity"], dataset_options={"size": [64, 128], "length": 8}, crop=(64, 64), img_scale=(128, 64),
     iters=2, batch_size=2, workers=0, log_interval=1, checkpoint_interval=2, eval_limit=2, warmup_iters=2,
     model="deeplabv3plus-r50",
 )
@@ -361,10 +362,10 @@ def test_exports_refuse_a_deeplab(tmp_path, r50):
 
 
 def test_input_size_floor(r50):
-    assert min_input_side(r50.config) == 32
-    check_input_size(r50.config, (32, 500))
+    assert r50.min_input_side == 32
+    check_input_size(r50, (32, 500))
     with pytest.raises(UserError, match="31×40 pixels is too small: DeepLabV3\\+ needs at least 32×32"):
-        check_input_size(r50.config, (31, 40))
+        check_input_size(r50, (31, 40))
 
 
 def test_parameter_groups(r50):

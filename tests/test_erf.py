@@ -21,7 +21,8 @@ from segformer_bench.analyses.erf.maps import (
 
 
 class ConvStack(nn.Module):
-    """A 'model' with the encoder/head interface: stage i is i + 1 stacked 3×3 convs (stride 1)."""
+    """A 'model' with the protocol's named feature taps: stage i is i + 1 stacked 3×3 convs (stride 1);
+    ``fused`` and ``logits`` are the last stage's output."""
 
     def __init__(self, positive: bool = True) -> None:
         super().__init__()
@@ -30,15 +31,6 @@ class ConvStack(nn.Module):
             for c in convs:
                 nn.init.uniform_(c.weight, 0.01, 1.0)
         self.convs = nn.ModuleList(convs)
-        self.classifier = nn.Identity()
-
-    @property
-    def encoder(self):  # the stack plays encoder and head (a property: a submodule would recurse)
-        return self
-
-    @property
-    def head(self):
-        return self
 
     def forward_features(self, x):
         out = []
@@ -47,8 +39,11 @@ class ConvStack(nn.Module):
             out.append(x)
         return out
 
-    def fused_features(self, features):
-        return features[-1]
+    def features(self, x, names=TAPS):
+        stages = self.forward_features(x)
+        out = {f"stage{i + 1}": f for i, f in enumerate(stages)}
+        out["fused"] = out["logits"] = stages[-1]
+        return {n: out[n] for n in names}
 
 
 def test_conv_stack_erf_support_is_its_receptive_field():

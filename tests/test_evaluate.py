@@ -15,16 +15,10 @@ from PIL import Image
 import segformer_bench as sb
 from segformer_bench.data.base import DatasetInfo, SegmentationDataset
 from segformer_bench.data.labels import CITYSCAPES_CLASSES, label_ids_to_train_ids
-from segformer_bench.engine.evaluate import (
-    PRESETS,
-    EvalSettings,
-    evaluate,
-    export_cityscapes_prediction,
-    inference_size,
-    segment_batch,
-)
-from segformer_bench.engine.inference import normalize, whole_inference
+from segformer_bench.engine.evaluate import EVAL_PRESETS, evaluate, export_cityscapes_prediction
+from segformer_bench.engine.inference import EvalSettings, inference_size, segment_batch, whole_inference
 from segformer_bench.engine.metrics import per_image_confusion, scores
+from segformer_bench.models.base import normalize
 
 
 class ArrayDataset(SegmentationDataset):
@@ -56,12 +50,12 @@ def model():
 
 
 def test_test_size_rules():
-    ade = PRESETS["ade20k"]
+    ade = EVAL_PRESETS["ade20k"]
     assert inference_size((512, 683), ade, 1.0) == (512, 704)  # short side 512, long side up to a multiple of 32
     assert inference_size((600, 800), ade, 1.0) == (512, 704)  # 800·(512/600) = 682.7 → 683 → 704
-    assert inference_size((1024, 2048), PRESETS["cityscapes"], 1.0) == (1024, 2048)
-    assert inference_size((1024, 2048), PRESETS["cityscapes"], 0.75) == (768, 1536)
-    assert inference_size((37, 50), PRESETS["whole"], 1.0) == (37, 50)
+    assert inference_size((1024, 2048), EVAL_PRESETS["cityscapes"], 1.0) == (1024, 2048)
+    assert inference_size((1024, 2048), EVAL_PRESETS["cityscapes"], 0.75) == (768, 1536)
+    assert inference_size((37, 50), EVAL_PRESETS["whole"], 1.0) == (37, 50)
 
 
 def test_slide_equals_whole_when_one_window_covers_the_image(model):
@@ -82,7 +76,7 @@ def test_batching_does_not_change_results(model):
 
 def test_metrics_are_those_of_the_summed_matrix(model):
     ds = ArrayDataset([(64, 96), (40, 72)])
-    result = evaluate(model, ds, PRESETS["whole"])
+    result = evaluate(model, ds, EVAL_PRESETS["whole"])
     x = torch.from_numpy(ds[0]["image"]).permute(2, 0, 1)[None]
     with torch.no_grad():
         pred = whole_inference(model, normalize(x)).argmax(1)
@@ -120,7 +114,8 @@ def test_export_is_read_by_cityscapesscripts(tmp_path, model):
         path.parent.mkdir(exist_ok=True)
         Image.fromarray(ids).save(path)
         gts.append(str(path))
-    result = evaluate(model, ds, PRESETS["whole"], export_dir=tmp_path / "pred", export=export_cityscapes_prediction)
+    result = evaluate(model, ds, EVAL_PRESETS["whole"], export_dir=tmp_path / "pred",
+                      export=export_cityscapes_prediction)
     preds = sorted(str(p) for p in (tmp_path / "pred").rglob("*.png"))
     assert [os.path.basename(p) for p in preds] == ["city_000000_000019.png", "city_000001_000019.png"]
     cs.args.evalInstLevelScore, cs.args.JSONOutput, cs.args.quiet = False, False, True
@@ -153,6 +148,6 @@ def test_two_process_sharded_evaluation_equals_one_process(tmp_path, model):
 
 def test_limit_and_presets(model):
     ds = ArrayDataset([(64, 96)] * 4)
-    assert len(evaluate(model, ds, PRESETS["whole"], limit=2).names) == 2
-    assert dataclasses.replace(PRESETS["cityscapes"], mode="whole").crop == (1024, 1024)
-    assert not math.isnan(evaluate(model, ds, PRESETS["whole"], limit=1).metrics["aAcc"])
+    assert len(evaluate(model, ds, EVAL_PRESETS["whole"], limit=2).names) == 2
+    assert dataclasses.replace(EVAL_PRESETS["cityscapes"], mode="whole").crop == (1024, 1024)
+    assert not math.isnan(evaluate(model, ds, EVAL_PRESETS["whole"], limit=1).metrics["aAcc"])

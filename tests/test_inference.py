@@ -8,13 +8,13 @@ import torch.nn.functional as F
 
 from segformer_bench import UserError, build_model
 from segformer_bench.engine.inference import (
-    normalize,
     predict,
     slide_inference,
     whole_inference,
     window_grid,
     window_starts,
 )
+from segformer_bench.models.base import normalize
 
 
 @pytest.fixture(scope="module")

@@ -86,13 +86,13 @@ def test_runner_stores_every_cell_and_resumes(tmp_path, monkeypatch):
     from segformer_bench.corruptions import corrupt, derive_seed
     from segformer_bench.corruptions.views import CorruptedView
     from segformer_bench.data import build_dataset
-    from segformer_bench.engine.evaluate import PRESETS, evaluate
+    from segformer_bench.engine.evaluate import EVAL_PRESETS, evaluate
 
     ds = build_dataset("synthcity", "val", size=[48, 96], length=3)
     view = CorruptedView(ds, "contrast", 2, 0, "reference")
     assert np.array_equal(view[1]["image"], corrupt(ds[1]["image"], "contrast", 2,
                                                     derive_seed(0, ds.name(1), "contrast", 2), backend="reference"))
-    again = evaluate(sb.load_model(tmp_path / "b0.pt"), view, PRESETS["whole"])
+    again = evaluate(sb.load_model(tmp_path / "b0.pt"), view, EVAL_PRESETS["whole"])
     assert np.array_equal(again.per_image, per_image)
     # an interrupted run (one cell lost) resumes: only the missing cell is computed, numbers unchanged
     with sqlite3.connect(run / "results.sqlite") as db:

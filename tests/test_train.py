@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import segformer_bench as sb
 from segformer_bench.config import ConfigError, override
 from segformer_bench.engine.train import (
-    PRESETS,
+    TRAIN_PRESETS,
     TrainConfig,
     TrainingDiverged,
     lr_factor,
@@ -23,7 +23,7 @@ from segformer_bench.engine.train import (
 from segformer_bench.errors import UserError
 
 TINY = dataclasses.replace(
-    PRESETS["synthcity"], dataset_options={"size": [64, 128], "length": 8}, crop=(64, 64), img_scale=(128, 64),
+    TRAIN_PRESETS["synthcity"], dataset_options={"size": [64, 128], "length": 8}, crop=(64, 64), img_scale=(128, 64),
     iters=4, batch_size=2, workers=0, log_interval=1, checkpoint_interval=2, eval_limit=2, warmup_iters=2,
 )
 
@@ -114,7 +114,7 @@ def test_changed_config_is_refused_unless_restarted(tmp_path):
 
 
 def test_overrides_and_yaml_errors(tmp_path):
-    c = override(PRESETS["synthcity"], ["iters=7", "crop=[96, 128]", "model_options={ffn: plain}"])
+    c = override(TRAIN_PRESETS["synthcity"], ["iters=7", "crop=[96, 128]", "model_options={ffn: plain}"])
     assert (c.iters, c.crop, c.model_options) == (7, (96, 128), {"ffn": "plain"})
     with pytest.raises(ConfigError, match="field 'iters': expected int, got 'many'"):
         override(c, ["iters=many"])
@@ -160,16 +160,15 @@ def test_short_synthcity_training_learns(tmp_path):
     """B0 from scratch, 200 iterations of batch 8 on 128² SynthCity crops (about 4 minutes on 2 cores):
     mIoU far above chance. A constant 'road' prediction scores about 0.02 mIoU; measured here: 0.17."""
     from segformer_bench.data import build_dataset
-    from segformer_bench.engine.evaluate import PRESETS as EVAL
-    from segformer_bench.engine.evaluate import evaluate
+    from segformer_bench.engine.evaluate import EVAL_PRESETS, evaluate
 
     config = dataclasses.replace(
-        PRESETS["synthcity"], dataset_options={"size": [128, 256], "length": 500}, crop=(128, 128),
+        TRAIN_PRESETS["synthcity"], dataset_options={"size": [128, 256], "length": 500}, crop=(128, 128),
         img_scale=(256, 128), iters=200, batch_size=8, lr=6e-4, warmup_iters=20, workers=2, log_interval=25,
         checkpoint_interval=1000, eval_limit=30)
     model = sb.load_model(train(config, tmp_path / "run", progress=False, log=lambda _: None))
     val = build_dataset("synthcity", "val", size=(128, 256), length=30)
-    result = evaluate(model, val, EVAL["whole"])
+    result = evaluate(model, val, EVAL_PRESETS["whole"])
     assert result.metrics["mIoU"] > 0.10 and result.metrics["aAcc"] > 0.6
 
 
@@ -204,8 +203,8 @@ def test_two_process_ddp_training_equals_gradient_accumulation(tmp_path):
 
 
 def test_pretrained_imagenet_encoder_initialises_the_encoder(tmp_path):
-    from segformer_bench.engine.train import load_pretrained
     from segformer_bench.models.checkpoints import export_official
+    from segformer_bench.models.registry import load_pretrained
 
     source = sb.build_model("b0", 19)
     imagenet = {k.removeprefix("backbone."): v for k, v in export_official(source).items() if k.startswith("backbone.")}

@@ -54,10 +54,10 @@ def _model_checkpoint(spec: ModelSpec, suite: Suite, run_dir: Path, progress: bo
     if spec.checkpoint is not None:
         return spec.checkpoint
     from ..config import from_mapping, to_mapping
-    from ..engine.train import PRESETS, TrainConfig, train
+    from ..engine.train import TRAIN_PRESETS, TrainConfig, train
 
     assert spec.train is not None
-    fields = {**to_mapping(PRESETS[spec.train.preset]), **spec.train.overrides, "model": spec.variant,
+    fields = {**to_mapping(TRAIN_PRESETS[spec.train.preset]), **spec.train.overrides, "model": spec.variant,
               "seed": suite.seed, "device": suite.device}
     config = from_mapping(TrainConfig, fields, f"{suite.source}: model {spec.name!r}, train.overrides")
     target = run_dir / "train" / _slug(spec.name)

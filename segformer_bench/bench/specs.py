@@ -41,13 +41,13 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    preset: str = "whole"  # an evaluate.PRESETS name
+    preset: str = "whole"  # an engine.evaluate.EVAL_PRESETS name
     overrides: dict[str, Any] = field(default_factory=dict)  # EvalSettings fields
 
 
 def check_eval(spec: EvalSpec, where: str) -> None:
     """An eval section: a known preset, and overrides that are EvalSettings fields of the right types."""
-    from ..engine.evaluate import PRESETS as EVAL_PRESETS
+    from ..engine.evaluate import EVAL_PRESETS
 
     if spec.preset not in EVAL_PRESETS:
         raise ConfigError(f"{where}.preset {spec.preset!r}: choose one of {', '.join(EVAL_PRESETS)}")

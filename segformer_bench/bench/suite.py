@@ -75,9 +75,9 @@ def _shared_fields() -> list[str]:
 
 
 def _check(suite: Suite, where: str) -> None:
-    from ..engine.train import PRESETS as TRAIN_PRESETS
+    from ..engine.train import TRAIN_PRESETS
     from ..errors import UserError
-    from ..models.segformer import variant_name
+    from ..models.registry import variant_name
 
     if suite.version != SUITE_VERSION:
         raise ConfigError(f"{where}: suite version {suite.version} is not supported "

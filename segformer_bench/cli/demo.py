@@ -21,12 +21,13 @@ import torch
 from .. import __version__
 from ..data.labels import NUM_CITYSCAPES_CLASSES, colorize
 from ..data.synthcity import SynthCity
-from ..engine.inference import check_input_size, min_input_side, normalize, predict, resolve_device, window_grid
+from ..engine.distributed import resolve_device
+from ..engine.inference import check_input_size, predict, window_grid
 from ..errors import UserError
 from ..image_io import check_output_dir, write_json, write_png
 from ..models.checkpoints import export_huggingface, load_model
 from ..models.profile import count_macs, count_parameters
-from ..models.segformer import build_model, variant_of
+from ..models.registry import build_model, variant_of
 
 
 def street_scene(size: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,12 +79,13 @@ def run_demo(out_dir: str | os.PathLike, variant: str = "b0", checkpoint: str | 
     else:
         model = load_model(checkpoint, num_classes=num_classes)
     timings["build_or_load"] = time.perf_counter() - start
-    classes = model.config.num_classes
-    check_input_size(model.config, size)
-    smallest = min_input_side(model.config)
+    classes = model.num_classes
+    check_input_size(model, size)
+    smallest = model.min_input_side
     if min(crop) < smallest:  # the window is the smaller input, and the demo chooses it, not the user
         raise UserError(f"demo size {H}×{W}: its sliding window ({crop[0]}×{crop[1]}, half the height) is below "
-                        f"the {smallest}×{smallest} SegFormer needs; use a height of at least {2 * smallest}")
+                        f"the {smallest}×{smallest} {model.display_name} needs; use a height of at least "
+                        f"{2 * smallest}")
     model.to(dev)
 
     image, label = street_scene(size, seed)
@@ -95,7 +97,7 @@ def run_demo(out_dir: str | os.PathLike, variant: str = "b0", checkpoint: str | 
     reloaded = load_model(out / "hf").to(dev)
     timings["export_reload"] = time.perf_counter() - start
     with torch.inference_mode():
-        xn = normalize(x)
+        xn = model.preprocess(x)
         hf_diff = (model(xn) - reloaded(xn)).abs().max().item()
     del reloaded
     if not hf_diff <= 1e-4:  # same tensors, same code: anything above float noise is a bug

@@ -15,12 +15,15 @@ import torch
 from tqdm import tqdm
 
 from ..data.labels import IGNORE_INDEX, colorize
-from ..engine.inference import Mode, check_input_size, predict, resolve_device
+from ..engine.distributed import resolve_device
+from ..engine.inference import Mode, check_input_size, predict
 from ..errors import UserError
 from ..image_io import atomic_path, check_output_dir, read_image, write_png
+from ..models.base import SegmentationModel
 from ..models.checkpoints import export_huggingface, export_official, load_model, save_model
 from ..models.profile import count_macs, count_parameters
-from ..models.segformer import VARIANTS, SegFormer, build_model, variant_name
+from ..models.registry import build_model, variant_name
+from ..models.segformer import VARIANTS
 
 ExportFormat = Literal["huggingface", "segformer-bench", "official"]
 EXPORT_FORMATS: tuple[str, ...] = ("huggingface", "segformer-bench", "official")
@@ -72,7 +75,7 @@ def format_variant_table(rows: Sequence[dict], num_classes: int, size: tuple[int
 # predict
 
 
-def model_from(checkpoint: str | os.PathLike | None, variant: str, num_classes: int | None) -> SegFormer:
+def model_from(checkpoint: str | os.PathLike | None, variant: str, num_classes: int | None) -> SegmentationModel:
     """The model in `checkpoint`, or a freshly initialised `variant` (19 classes unless told otherwise)."""
     if checkpoint is not None:
         return load_model(checkpoint, num_classes=num_classes)
@@ -100,10 +103,10 @@ def segment_images(images: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     model = model_from(checkpoint, variant, num_classes).to(resolve_device(device))
     for path, size in sizes.items():
         try:
-            check_input_size(model.config, size, mode, crop, stride)
+            check_input_size(model, size, mode, crop, stride)
         except UserError as e:
             raise UserError(f"{path}: {e}") from None
-    classes = model.config.num_classes
+    classes = model.num_classes
     if classes > IGNORE_INDEX:
         raise UserError(f"the model has {classes} classes; 8-bit label PNGs (255 = ignore) hold at most {IGNORE_INDEX}")
     if checkpoint is None:

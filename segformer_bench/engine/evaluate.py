@@ -1,6 +1,7 @@
 """Evaluation: a model over a dataset → dataset-level and per-image confusion matrices → metrics.
 
-Test-time protocols of the official configs (REFERENCE.md §3):
+Test-time protocols of the official configs (NVlabs/SegFormer's ``local_configs``, on mmseg 0.13) are the
+``EVAL_PRESETS``, each an ``inference.EvalSettings`` that ``inference.segment_batch`` runs:
 
 * Cityscapes: the native 1024×2048 image, sliding 1024×1024 windows with stride 768 (``mode="slide"``);
 * ADE20K: the whole image resized keeping its ratio to short side 512 (``img_scale=(2048, 512)``), then to
@@ -20,37 +21,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..config import from_mapping, to_mapping
 from ..data.base import SegmentationDataset
-from .inference import check_input_size, normalize, slide_inference, whole_inference
+from ..models.base import SegmentationModel
+from .inference import AUTOCAST, EvalSettings, check_input_size, segment_batch
 from .metrics import per_image_confusion, scores
 
-AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """How a model is run on each test image."""
-
-    mode: Literal["whole", "slide"] = "slide"
-    crop: tuple[int, int] = (1024, 1024)  # sliding window (H, W)
-    stride: tuple[int, int] = (768, 768)
-    img_scale: tuple[int, int] | None = None  # keep-ratio resize target (long, short) before inference
-    size_divisor: int | None = None  # then resize up to a multiple of this (ADE20K: 32)
-    scales: tuple[float, ...] = (1.0,)  # ratios of img_scale (or of the image size when img_scale is None)
-    flip: bool = False
-    batch_size: int = 1  # images per forward pass (same-size images only)
-    autocast: Literal["none", "bf16", "fp16"] = "none"
-    workers: int = 0  # DataLoader worker processes that read/decode images
-    window_batch: int = 8  # sliding windows per forward pass
-
-
-PRESETS: dict[str, EvalSettings] = {
+EVAL_PRESETS: dict[str, EvalSettings] = {
     "cityscapes": EvalSettings(mode="slide", crop=(1024, 1024), stride=(768, 768), img_scale=(2048, 1024)),
     "cityscapes-ms": EvalSettings(mode="slide", crop=(1024, 1024), stride=(768, 768), img_scale=(2048, 1024),
                                   scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0), flip=True),
@@ -61,12 +43,10 @@ PRESETS: dict[str, EvalSettings] = {
 }
 
 
-def eval_settings(preset: str, *layers: Mapping[str, object], where: str) -> EvalSettings:
-    """The PRESETS entry `preset` with each mapping of EvalSettings fields laid over it in turn, checked
-    (a ConfigError naming `where` for an unknown field or a wrong type)."""
-    from ..config import from_mapping, to_mapping
-
-    fields = to_mapping(PRESETS[preset])
+def eval_settings(preset: str, *layers: Mapping[str, Any], where: str) -> EvalSettings:
+    """An EVAL_PRESETS entry with each mapping of EvalSettings fields laid over it in turn; a bad field or
+    value is a ConfigError naming `where`."""
+    fields = to_mapping(EVAL_PRESETS[preset])
     for layer in layers:
         fields.update(layer)
     return from_mapping(EvalSettings, fields, where)
@@ -89,50 +69,6 @@ class EvalResult:
     def to_dict(self) -> dict:
         return {"metrics": self.metrics, "class_names": list(self.class_names), "images": len(self.names),
                 "seconds": self.seconds, "confusion": self.confusion.tolist()}
-
-
-def inference_size(size: tuple[int, int], settings: EvalSettings, ratio: float) -> tuple[int, int]:
-    """(H, W) the image is resized to before inference at scale `ratio` (mmcv imrescale + AlignedResize)."""
-    h, w = size
-    if settings.img_scale is not None:
-        long_edge, short_edge = max(settings.img_scale) * ratio, min(settings.img_scale) * ratio
-        factor = min(long_edge / max(h, w), short_edge / min(h, w))
-    else:
-        factor = ratio
-    h, w = int(h * factor + 0.5), int(w * factor + 0.5)
-    if settings.size_divisor:
-        d = settings.size_divisor
-        h, w = -(-h // d) * d, -(-w // d) * d
-    return h, w
-
-
-def _run(model: torch.nn.Module, x: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
-    if settings.mode == "slide":
-        return slide_inference(model, x, settings.crop, settings.stride, window_batch=settings.window_batch)
-    return whole_inference(model, x)
-
-
-def segment_batch(model: torch.nn.Module, images: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
-    """Label maps (B, H, W) for uint8 RGB images (B, 3, H, W) on the model's device, by `settings`."""
-    size = tuple(images.shape[-2:])
-    x = normalize(images)
-    single = settings.scales == (1.0,) and not settings.flip
-    probs = None
-    for ratio in settings.scales:
-        target = inference_size(size, settings, ratio)
-        xs = x if target == size else F.interpolate(x, size=target, mode="bilinear", align_corners=False)
-        for flipped in (False, True) if settings.flip else (False,):
-            inp = xs.flip(-1) if flipped else xs
-            logits = _run(model, inp, settings)
-            if flipped:
-                logits = logits.flip(-1)
-            if logits.shape[-2:] != size:
-                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            if single:
-                return logits.argmax(dim=1)
-            p = logits.softmax(dim=1)
-            probs = p if probs is None else probs + p
-    return probs.argmax(dim=1)
 
 
 def _shard(n: int) -> tuple[list[int], int, int]:
@@ -170,7 +106,7 @@ def _batches(indices: Sequence[int], dataset: SegmentationDataset, settings: Eva
         yield group
 
 
-def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, settings: EvalSettings = PRESETS["whole"],
+def evaluate(model: SegmentationModel, dataset: SegmentationDataset, settings: EvalSettings = EVAL_PRESETS["whole"],
              device: torch.device | str = "cpu", limit: int | None = None, export_dir: str | os.PathLike | None = None,
              export: Callable[[np.ndarray, str, Path], None] | None = None, progress: bool = False,
              transform: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
@@ -200,7 +136,7 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, settings: Eva
             if transform is not None:
                 images = transform(images, [s["name"] for s in group])
             labels = torch.from_numpy(np.stack([s["label"] for s in group])).to(device)
-            check_input_size(model.config, tuple(images.shape[-2:]), settings.mode, settings.crop, settings.stride)
+            check_input_size(model, tuple(images.shape[-2:]), settings.mode, settings.crop, settings.stride)
             amp = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
             with torch.inference_mode(), amp:
                 pred = segment_batch(model, images, settings)
@@ -260,17 +196,17 @@ def run_evaluation(checkpoint: str, dataset: str, split: str = "val", root: str 
     from .distributed import device_for, init_from_env
 
     preset = preset or DEFAULT_PRESET.get(dataset, "whole")
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown eval preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    settings = override(PRESETS[preset], list(overrides), "--set")
+    if preset not in EVAL_PRESETS:
+        raise ConfigError(f"unknown eval preset {preset!r}: choose one of {', '.join(EVAL_PRESETS)}")
+    settings = override(EVAL_PRESETS[preset], list(overrides), "--set")
     ds = build_dataset(dataset, split, root, **(dataset_options or {}))
     if export_cityscapes and ds.info.num_classes != 19:
         raise ConfigError("--export-cityscapes needs a model and dataset in Cityscapes' 19 classes")
     rank, _world, local_rank = init_from_env()
     dev = device_for(device, local_rank)
     model = load_model(checkpoint).to(dev)
-    if model.config.num_classes != ds.info.num_classes:
-        raise ConfigError(f"{checkpoint} predicts {model.config.num_classes} classes but {dataset} has "
+    if model.num_classes != ds.info.num_classes:
+        raise ConfigError(f"{checkpoint} predicts {model.num_classes} classes but {dataset} has "
                           f"{ds.info.num_classes}; evaluate it on a matching dataset")
     result = evaluate(model, ds, settings, dev, limit=limit, export_dir=export_cityscapes,
                       export=export_cityscapes_prediction if export_cityscapes else None, progress=progress)

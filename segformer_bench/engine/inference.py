@@ -1,7 +1,10 @@
-"""From images to logits and label maps: normalisation, whole-image and sliding-window inference.
+"""From images to logits and label maps: whole-image and sliding-window inference, multi-scale and flip.
 
-``whole_inference`` and ``slide_inference`` take normalised images and return logits at the input
-resolution; ``predict`` wraps them for raw 0–255 images and returns argmax labels.
+``whole_inference`` and ``slide_inference`` take the network's input (``model.preprocess`` of the images) and
+return logits at the input resolution. ``segment_batch`` is the one pipeline from uint8 images to labels that
+every caller runs (evaluation, the benchmark runner, the CLI through ``predict``): preprocess, resize to each
+test scale of its ``EvalSettings``, run whole or sliding, optionally flipped, resize the logits back; one run
+gives the argmax of its logits, several the argmax of their averaged softmax probabilities.
 
 The sliding window is mmseg 0.13's ``EncoderDecoder.slide_inference``, which produced every released
 SegFormer Cityscapes number (1024×1024 windows, stride 768 on 1024×2048 images): windows start on a
@@ -15,66 +18,36 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from ..data.labels import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import UserError
-from ..models.deeplab import MIN_INPUT_SIDE as DEEPLAB_MIN_INPUT_SIDE
-from ..models.deeplab import DeepLabConfig
-from ..models.segformer import SegFormer, SegFormerConfig
+from ..models.base import SegmentationModel
 
 Mode = Literal["whole", "slide"]
 
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device for 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but this torch sees no CUDA device; use cpu or auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"device {name!r} asked for, but MPS is not available; use cpu or auto")
-    return device
+# Autocast dtypes by the names EvalSettings.autocast and TrainConfig.amp use.
+AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB images on the 0–255 scale (uint8 or float) minus the ImageNet mean, over its std.
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a model is run on each test image."""
 
-    uint8 input becomes float32; float input keeps its dtype.
-    """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"normalize expects (B, 3, H, W) RGB images, got shape {tuple(images.shape)}")
-    x = images if images.is_floating_point() else images.float()
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-def min_input_side(config: SegFormerConfig | DeepLabConfig) -> int:
-    """The smallest image side the model accepts: every stage's token grid must be at least as large as
-    its spatial-reduction kernel (sr_ratio), or the strided reduction conv has nothing to slide over.
-    A DeepLabV3+ runs on any size; the project's floor of 32 pixels applies to it."""
-    if isinstance(config, DeepLabConfig):
-        return DEEPLAB_MIN_INPUT_SIDE
-    side = 1
-    while True:
-        grid = side
-        fits = True
-        for k, s, r in zip(config.patch_sizes, config.strides, config.sr_ratios, strict=True):
-            grid = (grid + 2 * (k // 2) - k) // s + 1  # the patch embedding conv's output size
-            fits = fits and grid >= r
-        if fits:
-            return side
-        side += 1
+    mode: Mode = "slide"
+    crop: tuple[int, int] = (1024, 1024)  # sliding window (H, W)
+    stride: tuple[int, int] = (768, 768)
+    img_scale: tuple[int, int] | None = None  # keep-ratio resize target (long, short) before inference
+    size_divisor: int | None = None  # then resize up to a multiple of this (ADE20K: 32)
+    scales: tuple[float, ...] = (1.0,)  # ratios of img_scale (or of the image size when img_scale is None)
+    flip: bool = False
+    batch_size: int = 1  # images per forward pass (same-size images only)
+    autocast: Literal["none", "bf16", "fp16"] = "none"
+    workers: int = 0  # DataLoader worker processes that read/decode images
+    window_batch: int = 8  # sliding windows per forward pass
 
 
 def window_starts(length: int, crop: int, stride: int) -> list[int]:
@@ -101,22 +74,21 @@ def window_grid(size: tuple[int, int], crop: tuple[int, int],
     return [(y0, y0 + h, x0, x0 + w) for y0 in window_starts(H, ch, sh) for x0 in window_starts(W, cw, sw)]
 
 
-def check_input_size(config: SegFormerConfig | DeepLabConfig, size: tuple[int, int], mode: Mode = "whole",
+def check_input_size(model: SegmentationModel, size: tuple[int, int], mode: Mode = "whole",
                      crop: tuple[int, int] = (1024, 1024), stride: tuple[int, int] = (768, 768)) -> None:
-    """Raise a UserError unless `mode` can run on an image of `size` (H, W): a known mode, a valid window,
-    and an image (or window) no smaller than ``min_input_side``."""
+    """Raise a UserError unless `mode` can run `model` on an image of `size` (H, W): a known mode, a valid
+    window, and an image (or window) no smaller than the model's ``min_input_side``."""
     if mode not in ("whole", "slide"):
         raise UserError(f"unknown inference mode {mode!r}; use 'whole' or 'slide'")
     H, W = size
     if mode == "slide":
         y0, y1, x0, x1 = window_grid((H, W), crop, stride)[0]
         H, W = y1 - y0, x1 - x0
-    smallest = min_input_side(config)
+    smallest = model.min_input_side
     if min(H, W) < smallest:
         what = "sliding window" if mode == "slide" else "image"
-        model = "DeepLabV3+" if isinstance(config, DeepLabConfig) else "SegFormer"
-        raise UserError(f"{what} of {H}×{W} pixels is too small: {model} needs at least {smallest}×{smallest}; "
-                        f"use a larger {what}")
+        raise UserError(f"{what} of {H}×{W} pixels is too small: {model.display_name} needs at least "
+                        f"{smallest}×{smallest}; use a larger {what}")
 
 
 def whole_inference(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -158,28 +130,71 @@ def slide_inference(model: torch.nn.Module, images: torch.Tensor, crop: tuple[in
     return logits / count
 
 
-def predict(model: SegFormer, images: torch.Tensor, mode: Mode = "whole", crop: tuple[int, int] = (1024, 1024),
+def inference_size(size: tuple[int, int], settings: EvalSettings, ratio: float) -> tuple[int, int]:
+    """(H, W) the image is resized to before inference at scale `ratio` (mmcv imrescale + AlignedResize)."""
+    h, w = size
+    if settings.img_scale is not None:
+        long_edge, short_edge = max(settings.img_scale) * ratio, min(settings.img_scale) * ratio
+        factor = min(long_edge / max(h, w), short_edge / min(h, w))
+    else:
+        factor = ratio
+    h, w = int(h * factor + 0.5), int(w * factor + 0.5)
+    if settings.size_divisor:
+        d = settings.size_divisor
+        h, w = -(-h // d) * d, -(-w // d) * d
+    return h, w
+
+
+def _run(model: torch.nn.Module, x: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
+    if settings.mode == "slide":
+        return slide_inference(model, x, settings.crop, settings.stride, window_batch=settings.window_batch)
+    return whole_inference(model, x)
+
+
+def segment_batch(model: SegmentationModel, images: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
+    """Label maps (B, H, W) for uint8 RGB images (B, 3, H, W) on the model's device, by `settings`.
+
+    The caller chooses the grad mode, autocast and the model's train/eval mode (``predict`` does all three).
+    """
+    size = tuple(images.shape[-2:])
+    x = model.preprocess(images)
+    single = settings.scales == (1.0,) and not settings.flip
+    probs = None
+    for ratio in settings.scales:
+        target = inference_size(size, settings, ratio)
+        xs = x if target == size else F.interpolate(x, size=target, mode="bilinear", align_corners=False)
+        for flipped in (False, True) if settings.flip else (False,):
+            inp = xs.flip(-1) if flipped else xs
+            logits = _run(model, inp, settings)
+            if flipped:
+                logits = logits.flip(-1)
+            if logits.shape[-2:] != size:
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            if single:
+                return logits.argmax(dim=1)
+            p = logits.softmax(dim=1)
+            probs = p if probs is None else probs + p
+    return probs.argmax(dim=1)
+
+
+def predict(model: SegmentationModel, images: torch.Tensor, mode: Mode = "whole", crop: tuple[int, int] = (1024, 1024),
             stride: tuple[int, int] = (768, 768), autocast: torch.dtype | None = None,
             window_batch: int = 8) -> torch.Tensor:
     """Argmax labels (B, H, W) for RGB images (B, 3, H, W) on the 0–255 scale, uint8 unless the model has
-    more than 256 classes (then int64), on the model's device.
+    more than 256 classes (then int64), on the model's device: ``segment_batch`` at the image's own size.
 
     `autocast` (e.g. torch.bfloat16 or torch.float16 on a GPU) runs the model under torch.autocast; logits
     are still resized and accumulated in float32. The model runs in eval mode and is restored afterwards.
     """
-    check_input_size(model.config, tuple(images.shape[-2:]), mode, crop, stride)
+    check_input_size(model, tuple(images.shape[-2:]), mode, crop, stride)
+    settings = EvalSettings(mode=mode, crop=crop, stride=stride, window_batch=window_batch)
     device = next(model.parameters()).device
     amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else nullcontext()
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), amp:
-            x = normalize(images.to(device))
-            if mode == "whole":
-                logits = whole_inference(model, x)
-            else:
-                logits = slide_inference(model, x, crop, stride, window_batch=window_batch)
-            labels = logits.argmax(dim=1)
+            labels = segment_batch(model, images.to(device), settings)
     finally:
         model.train(was_training)
-    return labels.to(torch.uint8) if logits.shape[1] <= 256 else labels
+    return labels.to(torch.uint8) if model.num_classes <= 256 else labels

@@ -1,4 +1,4 @@
-"""Training SegFormer with the paper's recipe (REFERENCE.md §3), resumable to the bit.
+"""Training SegFormer with the paper's recipe (its released configs, on mmseg 0.13), resumable to the bit.
 
 The recipe of the official configs is the default of ``TrainConfig``: AdamW (lr 6e-5, betas 0.9/0.999,
 weight decay 0.01), decoder lr ×10, no weight decay on the encoder's LayerNorms (and on a learned
@@ -40,10 +40,11 @@ from ..data.base import IGNORE_INDEX, SegmentationDataset
 from ..data.transforms import TrainAugment
 from ..errors import UserError
 from ..image_io import atomic_path, write_json
-from ..models.checkpoints import read_checkpoint, save_model
-from ..models.deeplab import DeepLabV3Plus, deeplab_variant_name, load_torchvision_resnet
-from ..models.segformer import SegFormer, build_model
+from ..models.base import SegmentationModel
+from ..models.checkpoints import save_model
+from ..models.registry import build_model, family_of, load_pretrained
 from .distributed import device_for, init_from_env
+from .inference import AUTOCAST
 
 
 class TrainingDiverged(UserError):
@@ -90,7 +91,7 @@ class TrainConfig:
     log_interval: int = 50
     checkpoint_interval: int = 4000
     eval_interval: int = 16_000  # 0: only at the end
-    eval_preset: str = "cityscapes"  # an evaluate.PRESETS name
+    eval_preset: str = "cityscapes"  # an evaluate.EVAL_PRESETS name
     eval_limit: int | None = None  # evaluate on the first N validation images only
     device: str = "auto"
 
@@ -105,7 +106,7 @@ class TrainConfig:
             raise UserError("checkpoint_interval and log_interval must be ≥ 1, eval_interval ≥ 0")
 
 
-PRESETS: dict[str, TrainConfig] = {
+TRAIN_PRESETS: dict[str, TrainConfig] = {
     "cityscapes": TrainConfig(),
     "ade20k": TrainConfig(dataset="ade20k", crop=(512, 512), img_scale=(2048, 512), batch_size=16,
                           eval_preset="ade20k"),
@@ -122,11 +123,11 @@ def load_train_config(path: str | os.PathLike | None = None, preset: str | None 
     from ..config import ConfigError, load_yaml
 
     name = preset or "cityscapes"
-    if name not in PRESETS:
-        raise ConfigError(f"unknown training preset {name!r}: choose one of {', '.join(PRESETS)}")
-    base = to_mapping(PRESETS[name])
+    if name not in TRAIN_PRESETS:
+        raise ConfigError(f"unknown training preset {name!r}: choose one of {', '.join(TRAIN_PRESETS)}")
+    base = to_mapping(TRAIN_PRESETS[name])
     if path is None:
-        return PRESETS[name]
+        return TRAIN_PRESETS[name]
     data = load_yaml(path)
     if data is None:
         data = {}
@@ -149,7 +150,7 @@ def lr_factor(config: TrainConfig, it: int) -> float:
     return factor
 
 
-def param_groups(model: SegFormer | DeepLabV3Plus, config: TrainConfig) -> list[dict]:
+def param_groups(model: SegmentationModel, config: TrainConfig) -> list[dict]:
     """Decoder ×head_lr_mult; encoder norms (SegFormer's LayerNorms, DeepLab's BatchNorms) and position
     embeddings without weight decay."""
     no_decay: set[int] = set()
@@ -289,39 +290,6 @@ def _all_finite(loss: torch.Tensor, world: int) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
-# Initialisation from pretrained weights
-
-
-def load_pretrained(model: SegFormer | DeepLabV3Plus, path: str, log: Callable[[str], None]) -> None:
-    """Copy the encoder tensors of `path` (any layout load_model reads) into `model`; shapes must agree.
-
-    Encoder tensors the file lacks (e.g. a learned position embedding) keep their fresh initialisation,
-    and file tensors the model lacks (e.g. depthwise convs for a plain-FFN model) are left out; both are logged.
-    A DeepLabV3+ takes a torchvision ResNet file (or its own format) and needs every backbone tensor.
-    """
-    if isinstance(model, DeepLabV3Plus):
-        n = load_torchvision_resnet(model, path)
-        log(f"initialised the ResNet-{model.config.depth} encoder from {path}: {n} tensors")
-        return
-    state, _, fmt = read_checkpoint(path)
-    own = model.state_dict()
-    encoder = {k: v for k, v in state.items() if k.startswith("encoder.")}
-    if not encoder:
-        raise UserError(f"{path}: holds no encoder weights to start from")
-    misshaped = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in encoder.items()
-                 if k in own and own[k].shape != v.shape]
-    if misshaped:
-        raise UserError(f"{path}: encoder does not fit the model ({len(misshaped)} mis-shaped, e.g. {misshaped[0]}); "
-                        "choose the matching variant")
-    unused = [k for k in encoder if k not in own]
-    fresh = [k for k in own if k.startswith("encoder.") and k not in encoder]
-    model.load_state_dict({k: v for k, v in encoder.items() if k in own}, strict=False)
-    log(f"initialised the encoder from {path} ({fmt}): {len(encoder) - len(unused)} tensors"
-        + (f"; {len(fresh)} freshly initialised ({', '.join(fresh[:3])}…)" if fresh else "")
-        + (f"; {len(unused)} unused ({', '.join(unused[:3])}…)" if unused else ""))
-
-
-# --------------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -340,8 +308,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
     """
     from tqdm import tqdm
 
-    from .evaluate import PRESETS as EVAL_PRESETS
-    from .evaluate import evaluate
+    from .evaluate import EVAL_PRESETS, evaluate
 
     rank, world, local_rank = init_from_env()
     main = rank == 0
@@ -353,10 +320,11 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
     device = device_for(config.device, local_rank)
     micro = config.batch_size // world // config.grad_accum
     # Only SyncBatchNorm (CUDA, several ranks) gathers statistics over more than one image per rank.
-    if deeplab_variant_name(config.model) and micro == 1 and not (world > 1 and device.type == "cuda"):
-        raise UserError("DeepLabV3+ needs at least 2 images per forward pass in training: the BatchNorm after its "
-                        "image-pooling branch sees one value per channel and image; raise batch_size or lower "
-                        "grad_accum")
+    model_class = family_of(config.model).model
+    if micro < model_class.min_train_batch and not (world > 1 and device.type == "cuda"):
+        raise UserError(f"{model_class.display_name} needs at least {model_class.min_train_batch} images per "
+                        "forward pass in training: a BatchNorm of its sees one value per channel and image; raise "
+                        "batch_size or lower grad_accum")
     run = prepare_run_dir(run_dir, config, restart) if main else RunDir(Path(run_dir))
     if world > 1:
         torch.distributed.barrier()
@@ -409,7 +377,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
         num_workers=config.workers, persistent_workers=config.workers > 0, pin_memory=device.type == "cuda",
         generator=torch.Generator(),  # the loader must not draw from the global RNG (exact resume)
         drop_last=False)
-    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
+    amp_dtype = AUTOCAST[config.amp]
 
     def save_checkpoint(it: int) -> None:
         if not main:

@@ -27,7 +27,7 @@ torchvision's ``replace_stride_with_dilation=[False, True, True]`` does; mmseg's
 gives the same rates. With ``output_stride=16`` only layer4 is dilated (2, its first block 1).
 
 Left out: mmseg's auxiliary FCN head on layer3 (loss weight 0.4, training only) and its training recipe
-(SGD, lr 0.01, 80k iterations); this package trains every model with its one engine (``train.py``).
+(SGD, lr 0.01, 80k iterations); this package trains every model with its one engine (``engine/train.py``).
 SegFormer's table counts DeepLabV3+ R101 (ADE20K) at 62.7M parameters: this model's 60.27M (150 classes)
 plus that auxiliary head's 2.40M. Because the stem differs, mmseg's released DeepLabV3+ weights cannot be
 loaded into this model. Inputs are normalised as for SegFormer (ImageNet mean/std on the 0–255 scale, RGB),
@@ -37,8 +37,6 @@ which is what torchvision's ImageNet weights expect.
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -46,7 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError, UserError
+from ..errors import UserError
+from .base import EncoderDecoder, config_from_dict, reject_unknown
 
 ARCH = "deeplabv3plus"  # the "arch" field of a saved config; SegFormer configs have none
 MIN_INPUT_SIDE = 32  # the project's floor for any model; the network itself runs on any size ≥ 1
@@ -94,12 +93,7 @@ class DeepLabConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> DeepLabConfig:
         """The inverse of ``to_dict``; unknown fields are a UserError naming them."""
-        data = {k: v for k, v in data.items() if k != "arch"}
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            raise UserError(f"unknown DeepLabConfig field(s) {', '.join(unknown)}: allowed are {', '.join(allowed)}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
+        return config_from_dict(cls, {k: v for k, v in data.items() if k != "arch"}, "DeepLabConfig field(s)")
 
 
 DEEPLAB_VARIANTS: dict[str, DeepLabConfig] = {
@@ -264,9 +258,20 @@ class SeparableASPPHead(nn.Module):
         return self.classifier(self.dropout(self.fused_features(features)))
 
 
-class DeepLabV3Plus(nn.Module):
+class DeepLabV3Plus(EncoderDecoder):
     """ResNet encoder + separable ASPP head. ``forward`` maps (B, 3, H, W) to logits (B, K, ceil(H/4), ceil(W/4)),
-    like SegFormer, so inference, evaluation and training treat both alike."""
+    like SegFormer, so inference, evaluation and training treat both alike.
+
+    It implements the package's model protocol (``base.SegmentationModel``); its taps are ResNet layer1–4,
+    ``fused`` the head's last separable 3×3 conv before the classifier, and ``logits``.
+    """
+
+    family = ARCH
+    display_name = "DeepLabV3+"
+    min_input_side = MIN_INPUT_SIDE
+    # The BatchNorm after the image-pooling branch sees one value per channel and image: one image per
+    # forward pass gives it a zero variance (torch refuses to train it).
+    min_train_batch = 2
 
     def __init__(self, cfg: DeepLabConfig) -> None:
         super().__init__()
@@ -304,76 +309,5 @@ def build_deeplab(variant: str, num_classes: int, **overrides: object) -> DeepLa
     key = deeplab_variant_name(variant)
     if key is None:
         raise UserError(f"unknown DeepLabV3+ variant {variant!r}: choose one of {', '.join(DEEPLAB_VARIANTS)}")
-    allowed = [f.name for f in dataclasses.fields(DeepLabConfig)]
-    unknown = sorted(set(overrides) - set(allowed))
-    if unknown:
-        raise UserError(f"unknown model option(s) {', '.join(unknown)}: allowed are {', '.join(allowed)}")
+    reject_unknown(overrides, DeepLabConfig, "model option(s)")
     return DeepLabV3Plus(dataclasses.replace(DEEPLAB_VARIANTS[key], num_classes=num_classes, **overrides))
-
-
-# --------------------------------------------------------------------------------------------------
-# torchvision ImageNet weights
-
-TORCHVISION_KEY = re.compile(r"^(conv1\.|bn1\.|layer[1-4]\.\d+\.|fc\.)")
-
-
-def is_torchvision_resnet(state: Mapping[str, object]) -> bool:
-    """Whether a flat state dict is in torchvision's ResNet layout (``conv1.weight``, ``layer1.0.conv1.weight``…)."""
-    return "conv1.weight" in state and "layer1.0.conv1.weight" in state and all(map(TORCHVISION_KEY.match, state))
-
-
-def checkpoint_filter_fn(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A torchvision ResNet state dict in this model's names: ``encoder.`` prefixed, the ImageNet ``fc.*``
-    classifier dropped. The names are otherwise torchvision's own."""
-    return {"encoder." + k: v for k, v in state.items() if not k.startswith("fc.")}
-
-
-def resnet_depth_of(state: Mapping[str, torch.Tensor]) -> int | None:
-    """The depth (50, 101) whose blocks per layer the ``encoder.layer*`` keys show; None if no known one."""
-    blocks = tuple(len({m[1] for k in state if (m := re.match(rf"encoder\.layer{i}\.(\d+)\.", k))})
-                   for i in range(1, 5))
-    return next((d for d, ref in RESNET_BLOCKS.items() if ref == blocks), None)
-
-
-def load_encoder_strict(model: DeepLabV3Plus, state: Mapping[str, torch.Tensor], where: str) -> int:
-    """Copy the ``encoder.*`` tensors of `state` into `model`, all or nothing; returns how many were copied.
-
-    Every encoder tensor must be there with its shape, except BN's ``num_batches_tracked`` counters, which
-    older torchvision files lack (they keep their value). The error names the first problem in model order.
-    """
-    own = model.state_dict()
-    encoder = {k: v for k, v in state.items() if k.startswith("encoder.")}
-    wanted = [k for k in own if k.startswith("encoder.")]
-    missing = [k for k in wanted if k not in encoder and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in encoder if k not in own]
-    misshaped = [f"{k} {tuple(encoder[k].shape)} vs model {tuple(own[k].shape)}"
-                 for k in wanted if k in encoder and encoder[k].shape != own[k].shape]
-    if missing or unexpected or misshaped:
-        depth = resnet_depth_of(encoder)
-        found = f"a ResNet-{depth} backbone" if depth else "a backbone of no known depth"
-        parts = [f"{len(names)} {label} (first: {names[0]})"
-                 for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-                 if names]
-        ours = model.config.depth
-        hint = (f"use deeplabv3plus-r{depth}, or a resnet{ours} file" if depth and depth != ours
-                else f"use a torchvision resnet{ours} file")
-        raise CheckpointError(f"{where}: {found} does not fit the model's ResNet-{ours}: {'; '.join(parts)}; {hint}")
-    with torch.no_grad():
-        for k, v in encoder.items():
-            own[k].copy_(v)
-    return len(encoder)
-
-
-def load_torchvision_resnet(model: DeepLabV3Plus, path: str | os.PathLike) -> int:
-    """Initialise `model`'s encoder from a torchvision ResNet ImageNet file (a flat state dict, read with
-    ``weights_only=True``; its ``fc.*`` classifier is dropped), strictly: every backbone tensor must be
-    there with its shape, or a CheckpointError says which is not. Returns the number of tensors copied.
-
-    This package's own DeepLabV3+ files are accepted too (their encoder is copied, the head left alone).
-    """
-    from .checkpoints import FORMAT_TAG, read_checkpoint  # checkpoints imports this module
-
-    state, config, fmt = read_checkpoint(path)
-    if not (fmt == "torchvision-resnet" or (fmt == FORMAT_TAG and (config or {}).get("arch") == ARCH)):
-        raise CheckpointError(f"{path}: is a {fmt} SegFormer checkpoint, not a torchvision ResNet file")
-    return load_encoder_strict(model, state, str(path))

@@ -11,7 +11,7 @@ wherever it differs from the paper, because the released checkpoints were traine
 * the decoder concatenates the projected stage features in the order c4, c3, c2, c1.
 
 Module names are this project's own; the released checkpoints' names are handled as data by the
-key-renaming rules in ``checkpoints.py``.
+key-renaming rules in ``checkpoints/layouts.py``.
 
 Two fields exist for the resolution-shift ablation (paper, Table 6): ``ffn="plain"`` removes the
 depthwise 3×3 convolution from the Mix-FFN, and ``pos_embed="learned"`` adds a PVT-style learnable
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,14 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from .deeplab import (
-    DEEPLAB_VARIANTS,
-    DeepLabConfig,
-    DeepLabV3Plus,
-    build_deeplab,
-    deeplab_variant_name,
-    deeplab_variant_of,
-)
+from .base import EncoderDecoder, config_from_dict, reject_unknown
 
 # LayerNorm eps of the released code: blocks and stage norms were built with partial(LayerNorm,
 # eps=1e-6); the patch-embedding and spatial-reduction norms are plain nn.LayerNorm (1e-5).
@@ -88,6 +82,11 @@ class SegFormerConfig:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in dataclasses.fields(self)}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> SegFormerConfig:
+        """The inverse of ``to_dict``; unknown fields are a UserError naming them."""
+        return config_from_dict(cls, data, "SegFormerConfig field(s)")
+
 
 _C1 = (64, 128, 320, 512)
 VARIANTS: dict[str, SegFormerConfig] = {
@@ -100,29 +99,36 @@ VARIANTS: dict[str, SegFormerConfig] = {
 }
 
 
-def variant_name(name: str) -> str:
-    """Canonical variant key for 'b0', 'B0', 'mit-b0', 'mit_b0', 'segformer-b0' and the like, or the
-    DEEPLAB_VARIANTS key of the DeepLabV3+ baseline ('deeplabv3plus-r50', 'DeepLabV3+_R101'…)."""
+def segformer_variant_name(name: str) -> str | None:
+    """Canonical VARIANTS key for 'b0', 'B0', 'mit-b0', 'mit_b0', 'segformer-b0' and the like; None when `name`
+    is not one of them."""
     key = name.strip().lower().replace("_", "-")
     for prefix in ("segformer-", "segformer.", "mit-"):
         key = key.removeprefix(prefix)
-    if key not in VARIANTS:
-        deeplab = deeplab_variant_name(name)
-        if deeplab is not None:
-            return deeplab
-        raise UserError(f"unknown model variant {name!r}: choose one of {', '.join(VARIANTS)} (SegFormer) or "
-                        f"{', '.join(DEEPLAB_VARIANTS)} (the DeepLabV3+ baseline)")
-    return key
+    return key if key in VARIANTS else None
 
 
-def variant_of(config: SegFormerConfig | DeepLabConfig) -> str | None:
+def segformer_variant_of(config: SegFormerConfig) -> str | None:
     """The variant whose encoder and decoder widths `config` has, or None for a custom architecture."""
-    if isinstance(config, DeepLabConfig):
-        return deeplab_variant_of(config)
     for name, ref in VARIANTS.items():
         if (ref.embed_dims, ref.depths, ref.decoder_dim) == (config.embed_dims, config.depths, config.decoder_dim):
             return name
     return None
+
+
+def min_input_side(config: SegFormerConfig) -> int:
+    """The smallest image side `config` accepts: every stage's token grid must be at least as large as its
+    spatial-reduction kernel (sr_ratio), or the strided reduction conv has nothing to slide over."""
+    side = 1
+    while True:
+        grid = side
+        fits = True
+        for k, s, r in zip(config.patch_sizes, config.strides, config.sr_ratios, strict=True):
+            grid = (grid + 2 * (k // 2) - k) // s + 1  # the patch embedding conv's output size
+            fits = fits and grid >= r
+        if fits:
+            return side
+        side += 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -344,14 +350,25 @@ class AllMLPHead(nn.Module):
         return self.classifier(self.dropout(self.fused_features(features)))
 
 
-class SegFormer(nn.Module):
-    """Encoder + All-MLP head. ``forward`` maps (B, 3, H, W) to logits (B, K, ceil(H/4), ceil(W/4))."""
+class SegFormer(EncoderDecoder):
+    """Encoder + All-MLP head. ``forward`` maps (B, 3, H, W) to logits (B, K, ceil(H/4), ceil(W/4)).
+
+    It implements the package's model protocol (``base.SegmentationModel``); its taps are the four stage
+    outputs after each stage's norm, ``fused`` the head's feature after the fuse conv + BN + ReLU, and ``logits``.
+    """
+
+    family = "segformer"
+    display_name = "SegFormer"
 
     def __init__(self, cfg: SegFormerConfig) -> None:
         super().__init__()
         self.config = cfg
         self.encoder = MixVisionTransformer(cfg)
         self.head = AllMLPHead(cfg)
+
+    @property
+    def min_input_side(self) -> int:
+        return min_input_side(self.config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder.forward_features(x))
@@ -373,20 +390,11 @@ def _init_encoder_weights(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_model(variant: str, num_classes: int, **overrides: object) -> SegFormer | DeepLabV3Plus:
-    """A freshly initialised SegFormer of `variant` ('b0'…'b5') for `num_classes` classes.
-
-    `overrides` replace any other SegFormerConfig field, e.g. ``ffn="plain", pos_embed="learned"``.
-    A DeepLabV3+ variant name ('deeplabv3plus-r50', 'deeplabv3plus-r101') builds the CNN baseline of
-    ``deeplab.py`` instead, its overrides being DeepLabConfig fields: one entry point for every model the
-    benchmark trains or evaluates.
-    """
-    key = variant_name(variant)
-    if key in DEEPLAB_VARIANTS:
-        return build_deeplab(key, num_classes, **overrides)
-    base = VARIANTS[key]
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(SegFormerConfig)}
-    if unknown:
-        allowed = ", ".join(f.name for f in dataclasses.fields(SegFormerConfig))
-        raise UserError(f"unknown model option(s) {', '.join(sorted(unknown))}: allowed are {allowed}")
-    return SegFormer(dataclasses.replace(base, num_classes=num_classes, **overrides))
+def build_segformer(variant: str, num_classes: int, **overrides: object) -> SegFormer:
+    """A freshly initialised SegFormer of `variant` ('b0'…'b5', or 'mit-b0' and the like) for `num_classes`
+    classes; `overrides` replace any other SegFormerConfig field, e.g. ``ffn="plain", pos_embed="learned"``."""
+    key = segformer_variant_name(variant)
+    if key is None:
+        raise UserError(f"unknown SegFormer variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    reject_unknown(overrides, SegFormerConfig, "model option(s)")
+    return SegFormer(dataclasses.replace(VARIANTS[key], num_classes=num_classes, **overrides))

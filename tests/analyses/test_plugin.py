@@ -16,7 +16,7 @@ from segformer_bench.bench.suite import load_suite
 from segformer_bench.cli import main
 from segformer_bench.config import ConfigError
 from segformer_bench.data import build_dataset
-from segformer_bench.engine.inference import normalize
+from segformer_bench.models.base import normalize
 from segformer_bench.report.page import figure
 from segformer_bench.report.tables import Table, table_files, to_html
 

@@ -19,7 +19,8 @@ from ...corruptions import corrupt_batch, derive_seed
 from ...corruptions.protocols import get_protocol
 from ...corruptions.views import CorruptedTree, CorruptedView
 from ...data.base import SegmentationDataset
-from ...engine.evaluate import EvalSettings, eval_settings, evaluate, segment_batch
+from ...engine.evaluate import eval_settings, evaluate
+from ...engine.inference import EvalSettings, segment_batch
 from . import store as tables
 from .robustness import CLEAN
 

@@ -1,4 +1,5 @@
-"""Effective receptive fields (ERF), by the recipe of RepLKNet (Ding et al., CVPR 2022; reused by SLaK and VMamba).
+"""Effective receptive fields (ERF), by the recipe of RepLKNet (Ding et al., CVPR 2022, its ``erf`` tools; reused
+by SLaK and VMamba).
 
 For a feature map F (B, C, h, w) of an input x (B, 3, H, W), the contribution map of one image is the
 positive part of ∂s/∂x summed over RGB, with s = Σ_k ReLU(F_k[h // 2, w // 2]) — the response of the
@@ -8,9 +9,10 @@ gradient's scale) and (A / max) ** 0.25 (scale-free). The high-contribution area
 relative to the image, of the smallest centred odd square whose normalised contribution exceeds t of the
 total; None when no square does.
 
-Taps, the same for SegFormer and DeepLabV3+: ``stage1``…``stage4`` (the encoder's four outputs: SegFormer
-after each stage's norm, DeepLabV3+ ResNet layer1–4), ``fused`` (the decoder feature before the classifier:
-SegFormer after linear_fuse + BN + ReLU, DeepLabV3+ its last 3×3 conv) and ``logits``.
+Taps, the same for SegFormer and DeepLabV3+ (the model protocol's ``features``): ``stage1``…``stage4`` (the
+encoder's four outputs: SegFormer after each stage's norm, DeepLabV3+ ResNet layer1–4), ``fused`` (the decoder
+feature before the classifier: SegFormer after linear_fuse + BN + ReLU, DeepLabV3+ its last 3×3 conv) and
+``logits``.
 """
 
 from __future__ import annotations
@@ -22,20 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-TAPS: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage4", "fused", "logits")
+from ...models.base import TAPS, SegmentationModel  # TAPS: the taps every model family offers
+
 THRESHOLDS: tuple[float, ...] = (0.2, 0.3, 0.5, 0.99)
 
 
-def taps(model: torch.nn.Module, x: torch.Tensor, names: Sequence[str] = TAPS) -> dict[str, torch.Tensor]:
+def taps(model: SegmentationModel, x: torch.Tensor, names: Sequence[str] = TAPS) -> dict[str, torch.Tensor]:
     """The named feature maps of `model` for input `x` (one forward pass, computed only as far as needed)."""
-    features = model.encoder.forward_features(x)
-    out = {f"stage{i + 1}": f for i, f in enumerate(features)}
-    if "fused" in names or "logits" in names:
-        fused = model.head.fused_features(features)
-        out["fused"] = fused
-        if "logits" in names:
-            out["logits"] = model.head.classifier(fused)
-    return {n: out[n] for n in names}
+    return model.features(x, names)
 
 
 def centre_response(feature: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from ...data.base import SegmentationDataset
-from ...engine.inference import normalize
 from ...errors import UserError
 from . import store as tables
 from .maps import TAPS, ERFAccumulator, contribution_maps, cover_crop
@@ -29,7 +28,7 @@ def erf_block(spec: ERFSpec, model: torch.nn.Module, dataset: SegmentationDatase
     samples = [dataset[i] for i in indices]
     images = torch.stack([cover_crop(s["image"], spec.size) for s in samples]).to(device)
     acc = ERFAccumulator(taps)
-    acc.add(contribution_maps(model, normalize(images), taps))
+    acc.add(contribution_maps(model, model.preprocess(images), taps))
     return {"names": [s["name"] for s in samples], "sums": acc.sums, "counts": acc.count, "skipped": acc.skipped,
             "seconds": time.perf_counter() - t0}
 

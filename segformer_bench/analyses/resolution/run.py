@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...data.base import SegmentationDataset
-from ...engine.evaluate import EvalSettings, eval_settings, evaluate, inference_size
+from ...engine.evaluate import eval_settings, evaluate
+from ...engine.inference import EvalSettings, inference_size
 from . import store as tables
 
 if TYPE_CHECKING:

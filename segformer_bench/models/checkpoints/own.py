@@ -1,0 +1,83 @@
+"""This package's own checkpoint format: written by ``save_model``, recognised when any file is read.
+
+A torch file ``{'format': 'segformer-bench', 'version': 1, 'config': model.config.to_dict(), 'model':
+state_dict, **extra}`` (training checkpoints add the optimiser and RNG states as `extra`), or a
+``.safetensors`` file whose metadata holds the config as JSON. The config is what makes a file complete:
+a DeepLabV3+ file's ``arch: deeplabv3plus`` says which family it holds (a config without ``arch`` is a
+SegFormer's), and its atrous rates and output stride are in no tensor's shape.
+
+``read_file`` opens any single checkpoint file, ours or not: another file's tensors come without a config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ...errors import CheckpointError, UserError
+from ..base import SegmentationModel
+from ..deeplab import DeepLabConfig
+from .files import safetensors_load, torch_load
+
+FORMAT_TAG = "segformer-bench"
+FORMAT_VERSION = 1
+
+
+def read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The flat state dict of one checkpoint file, and its config when the file is one of ours."""
+    if path.suffix == ".safetensors":
+        state, meta = safetensors_load(path)
+        return state, json.loads(meta["segformer_bench_config"]) if "segformer_bench_config" in meta else None
+    return _unwrap(torch_load(path), path)
+
+
+def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The flat state dict inside a loaded file, and our config when the file is our own."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    if obj.get("format") == FORMAT_TAG:
+        return dict(obj["model"]), dict(obj["config"])
+    state = obj.get("state_dict", obj)
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: 'state_dict' is not a dict of tensors")
+    tensors = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path}: holds no tensors")
+    return tensors, None
+
+
+def deeplab_config(known: dict, num_classes: int | None, where: str) -> DeepLabConfig:
+    """The DeepLabV3+ config a file of ours records (`known`); its classifier must agree with `num_classes`."""
+    try:
+        config = DeepLabConfig.from_dict(known)
+    except UserError as e:
+        raise CheckpointError(f"{where}: its config is invalid: {e}") from None
+    if num_classes is not None and num_classes != config.num_classes:
+        raise CheckpointError(f"{where}: checkpoint's classifier has {config.num_classes} classes but "
+                              f"num_classes={num_classes} was asked; omit num_classes")
+    return config
+
+
+def save_model(model: SegmentationModel, path: str | os.PathLike,
+               extra: Mapping[str, object] | None = None) -> Path:
+    """Write this project's checkpoint: ``.safetensors`` (config in the metadata) or a torch file
+    (``{'format', 'version', 'config', 'model', **extra}``, loadable with ``weights_only=True``).
+    The file is written atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(tmp), metadata={"format": FORMAT_TAG,
+                                             "segformer_bench_config": json.dumps(model.config.to_dict())})
+    else:
+        torch.save({"format": FORMAT_TAG, "version": FORMAT_VERSION, "config": model.config.to_dict(),
+                    "model": state, **(extra or {})}, tmp)
+    os.replace(tmp, path)
+    return path
