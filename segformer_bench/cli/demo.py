@@ -8,12 +8,10 @@ freshly initialised model the accuracy against its labels is at chance level, an
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +22,7 @@ from ..data.synthcity import SynthCity
 from ..engine.distributed import resolve_device
 from ..engine.inference import check_input_size, predict, window_grid
 from ..errors import UserError
-from ..image_io import check_output_dir, write_json, write_png
+from ..image_io import check_output_dir, sha256_of, write_json, write_png
 from ..models.checkpoints import export_huggingface, load_model
 from ..models.profile import count_macs, count_parameters
 from ..models.registry import build_model, variant_of
@@ -37,16 +35,6 @@ def street_scene(size: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarr
     procedural street in Cityscapes' 19 classes, rendered at `size`.
     """
     return SynthCity("val", size=size, seed=seed).load(0)
-
-
-def _sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None  # a HuggingFace directory: its files are hashed by the hub, not here
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float]:
@@ -133,7 +121,7 @@ def run_demo(out_dir: str | os.PathLike, variant: str = "b0", checkpoint: str | 
     summary = {
         "variant": variant_of(model.config) or "custom",
         "checkpoint": None if checkpoint is None else str(checkpoint),
-        "checkpoint_sha256": None if checkpoint is None else _sha256(Path(checkpoint)),
+        "checkpoint_sha256": None if checkpoint is None else sha256_of(checkpoint),
         "trained": checkpoint is not None,
         "model_config": model.config.to_dict(),
         "params": count_parameters(model),
