@@ -25,9 +25,10 @@ def test_model_on_cuda_matches_cpu():
 def test_mixed_precision_training_on_cuda(tmp_path, amp):
     from segformer_bench.engine.train import train
 
-    from .test_train import TINY
+    from .helpers import TINY_TRAIN
 
-    config = dataclasses.replace(TINY, device="cuda", amp=amp, iters=3)
+
+    config = dataclasses.replace(TINY_TRAIN, device="cuda", amp=amp, iters=3)
     path = train(config, tmp_path / amp, progress=False, log=lambda _: None)
     state = torch.load(path, map_location="cpu", weights_only=True)["model"]
     assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
@@ -53,10 +54,9 @@ def test_every_analysis_runs_on_cuda(tmp_path):
     from segformer_bench.bench.runner import run_suite
     from segformer_bench.bench.suite import load_suite
 
-    from .helpers import stored
-    from .test_analyses import _suite_file
+    from .helpers import analyses_suite, stored
 
-    path = _suite_file(tmp_path, analyses=["corruption", "resolution", "erf"], device="cuda",
+    path = analyses_suite(tmp_path, analyses=["corruption", "resolution", "erf"], device="cuda",
                        corruptions={"protocol": "segformer", "cells": [["fog", 1]], "backend": "torch"})
     run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=lambda _: None)
     assert len(stored(run, cell_matrices)) == 6 and len(stored(run, results)) == 4

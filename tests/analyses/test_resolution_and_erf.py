@@ -1,4 +1,5 @@
-"""The resolution-shift and ERF analyses: suites, the runner (stored numbers, resume) and their reports."""
+"""The resolution-shift and ERF analyses: stored numbers against independent recomputations, resume, two ranks,
+and their reports."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import segformer_bench as sb
 from segformer_bench.analyses.corruption.store import cell_matrices
@@ -26,65 +26,24 @@ from segformer_bench.engine.inference import EvalSettings
 from segformer_bench.engine.metrics import scores
 from segformer_bench.models.base import normalize
 
-from .helpers import images_loaded_in_browser, needs_browser, run_then_kill_9, run_two_gloo_ranks, stored
+from ..helpers import (
+    SIZE,
+    analyses_suite,
+    images_loaded_in_browser,
+    needs_browser,
+    run_then_kill_9,
+    run_two_gloo_ranks,
+    stored,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-SIZE = [32, 64]
-TESTS = [
-    {"name": "crop", "eval": {"preset": "whole", "overrides": {"mode": "slide", "crop": [32, 32], "stride": [24, 24]}}},
-    {"name": "2x", "dataset_options": {"size": [64, 128]}},
-]
 
 
 def _quiet(_: str) -> None:
     pass
 
 
-def _suite_file(tmp_path, **changes) -> str:
-    sb.save_model(sb.build_model("b0", 19), tmp_path / "mix.pt")
-    sb.save_model(sb.build_model("b0", 19, ffn="plain", pos_embed="learned", pos_embed_size=[32, 32]),
-                  tmp_path / "pe.pt")
-    sb.save_model(sb.build_model("deeplabv3plus-r50", 19, output_stride=16, channels=32), tmp_path / "dl.pt")
-    data = {
-        "version": 1, "name": "tiny", "analyses": ["resolution", "erf"],
-        "dataset": {"name": "synthcity", "split": "val", "limit": 3, "options": {"size": SIZE, "length": 5}},
-        "models": [{"name": "Mix", "variant": "b0", "checkpoint": "mix.pt"},
-                   {"name": "PE", "variant": "b0", "checkpoint": "pe.pt"},
-                   {"name": "DL", "variant": "deeplabv3plus-r50", "checkpoint": "dl.pt"}],
-        "resolution": {"models": ["Mix", "PE"], "tests": TESTS},
-        "erf": {"models": ["DL", "Mix"], "images": 5, "block": 2, "size": [40, 40], "taps": ["stage1", "logits"]},
-        "device": "cpu", "reports": ["tables", "plots", "html"],
-    }
-    data |= changes
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
-
-
 # --- suites --------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("change", "message"), [
-    ({"analyses": ["resolution"], "resolution": None}, "there is no resolution section; add resolution: {tests"),
-    ({"analyses": ["resolution"], "resolution": {"tests": []}}, "the resolution section has no tests"),
-    ({"analyses": ["erf"], "erf": None}, "there is no erf section"),
-    ({"analyses": ["erf", "erf"]}, "at most once"),
-    ({"analyses": ["speed"]}, r"field 'analyses'\[0\]: expected 'corruption' or 'resolution' or 'erf', got 'speed'"),
-    ({"resolution": {"tests": TESTS, "models": ["B7"]}}, r"resolution.models \['B7'\] are not among the models"),
-    ({"resolution": {"tests": TESTS, "baseline": "8x"}}, "resolution.baseline '8x' is not one of the tests"),
-    ({"resolution": {"tests": [TESTS[0], TESTS[0]]}}, "test names must be unique"),
-    ({"resolution": {"tests": [{"name": "a", "eval": {"overrides": {"mode": "tiles"}}}]}},
-     r"resolution.tests\[0\].eval.overrides"),
-    ({"erf": {"taps": ["stage5"]}}, r"erf.taps \['stage5'\]: choose from stage1"),
-    ({"erf": {"images": 0}}, "erf needs images ≥ 1"),
-    ({"models": [{"name": "Mix", "variant": "b0", "checkpoint": "mix.pt", "eval": {"crop": 5}}],
-      "analyses": ["corruption"], "resolution": None, "erf": None}, r"models\[0\].eval: field 'crop'"),
-])
-def test_bad_analysis_sections_name_the_file_and_field(tmp_path, change, message):
-    with pytest.raises(ConfigError, match=message) as err:
-        load_suite(_suite_file(tmp_path, **change))
-    assert "tiny.yaml" in str(err.value)
 
 
 # --- runner: stored numbers and resume -------------------------------------------------------------------------
@@ -109,7 +68,7 @@ def _hand_erf(model: torch.nn.Module, image: np.ndarray, stage: int) -> np.ndarr
 
 
 def test_resolution_and_erf_numbers_are_independent_recomputations(tmp_path):
-    suite = load_suite(_suite_file(tmp_path))
+    suite = load_suite(analyses_suite(tmp_path))
     run = run_suite(suite, tmp_path / "run", progress=False, render=False, log=_quiet)
     rows = _resolution_rows(run)
     assert sorted(rows) == [("Mix", "2x"), ("Mix", "crop"), ("PE", "2x"), ("PE", "crop")]
@@ -153,7 +112,7 @@ def test_interrupted_analyses_resume_with_the_uninterrupted_numbers(tmp_path, mo
     import segformer_bench.analyses.erf.run as erf_run
     import segformer_bench.analyses.resolution.run as resolution_run
 
-    suite = load_suite(_suite_file(tmp_path))
+    suite = load_suite(analyses_suite(tmp_path))
     reference = run_suite(suite, tmp_path / "whole", progress=False, render=False, log=_quiet)
     # a run that dies in its second resolution test, then (rerun) in its second ERF block
     real_evaluate, real_block = resolution_run.evaluate, erf_run.erf_block
@@ -202,7 +161,7 @@ def test_interrupted_analyses_resume_with_the_uninterrupted_numbers(tmp_path, mo
 def test_report_of_a_run_with_every_analysis(tmp_path):
     from segformer_bench.cli import main
 
-    path = _suite_file(tmp_path, analyses=["corruption", "resolution", "erf"],
+    path = analyses_suite(tmp_path, analyses=["corruption", "resolution", "erf"],
                        corruptions={"protocol": "segformer", "cells": [["contrast", 1]], "models": ["Mix"]})
     run, out = tmp_path / "run", tmp_path / "report"
     assert main(["run", path, "--run-dir", str(run), "--no-progress", "--no-report"]) == 0
@@ -227,7 +186,7 @@ def test_report_of_a_run_with_every_analysis(tmp_path):
 def test_the_page_of_every_analysis_loads_in_a_headless_browser(tmp_path):
     from segformer_bench.bench.runner import render_run
 
-    suite = load_suite(_suite_file(tmp_path, erf={"models": ["Mix"], "images": 2, "size": [32, 32]}))
+    suite = load_suite(analyses_suite(tmp_path, erf={"models": ["Mix"], "images": 2, "size": [32, 32]}))
     run = run_suite(suite, tmp_path / "run", progress=False, render=False, log=_quiet)
     out = render_run(run, tmp_path / "report", log=_quiet)
     assert images_loaded_in_browser(out / "index.html", tmp_path / "profile") == (3, 3)
@@ -321,7 +280,7 @@ def test_a_models_own_eval_settings_apply_to_it_only(tmp_path):
     from segformer_bench.engine.evaluate import eval_settings
 
     slide = {"mode": "slide", "crop": [32, 32], "stride": [24, 24]}
-    path = _suite_file(tmp_path, analyses=["corruption"], resolution=None, erf=None,
+    path = analyses_suite(tmp_path, analyses=["corruption"], resolution=None, erf=None,
                        corruptions={"protocol": "segformer", "cells": [["contrast", 1]], "models": ["Mix", "PE"]},
                        models=[{"name": "Mix", "variant": "b0", "checkpoint": "mix.pt"},
                                {"name": "PE", "variant": "b0", "checkpoint": "pe.pt", "eval": slide}])
@@ -342,8 +301,8 @@ def test_a_models_own_eval_settings_apply_to_it_only(tmp_path):
 def test_kill_9_during_erf_then_resume_gives_the_uninterrupted_maps(tmp_path):
     import subprocess
 
-    path = _suite_file(tmp_path, analyses=["erf"], erf={"models": ["Mix"], "images": 12, "block": 1, "size": [64, 64],
-                                                        "dataset_options": {"length": 12}})
+    path = analyses_suite(tmp_path, analyses=["erf"], erf={"models": ["Mix"], "images": 12, "block": 1,
+                                                           "size": [64, 64], "dataset_options": {"length": 12}})
     cmd = run_then_kill_9(path, tmp_path / "killed", "erf", 1)
     assert 1 <= len(_erf_blocks(tmp_path / "killed")) < 12  # it really was interrupted, after a block
     subprocess.run([*cmd, str(tmp_path / "killed")], check=True, capture_output=True)
@@ -356,7 +315,7 @@ def test_kill_9_during_erf_then_resume_gives_the_uninterrupted_maps(tmp_path):
 
 
 def test_two_ranks_store_the_resolution_and_erf_numbers_of_one_process(tmp_path):
-    path = _suite_file(tmp_path)
+    path = analyses_suite(tmp_path)
     run_two_gloo_ranks(path, tmp_path / "ddp")
     run_suite(load_suite(path), tmp_path / "one", progress=False, render=False, log=_quiet)
     ddp, one = _resolution_rows(tmp_path / "ddp"), _resolution_rows(tmp_path / "one")
@@ -374,7 +333,7 @@ def test_two_ranks_store_the_resolution_and_erf_numbers_of_one_process(tmp_path)
 def test_only_the_reports_the_suite_asks_for_are_written(tmp_path):
     from segformer_bench.bench.runner import render_run
 
-    path = _suite_file(tmp_path, reports=["tables"], erf={"models": ["Mix"], "images": 2, "size": [32, 32]})
+    path = analyses_suite(tmp_path, reports=["tables"], erf={"models": ["Mix"], "images": 2, "size": [32, 32]})
     run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=_quiet)
     from segformer_bench.analyses.erf.maps import TAPS
 
@@ -386,13 +345,13 @@ def test_only_the_reports_the_suite_asks_for_are_written(tmp_path):
 
 def test_erf_over_a_listed_set_of_images(tmp_path):
     listed = ["synthcity/val/000003", "synthcity/val/000001", "synthcity/val/000004"]
-    path = _suite_file(tmp_path, analyses=["erf"], erf={"models": ["Mix"], "names": listed, "block": 2,
+    path = analyses_suite(tmp_path, analyses=["erf"], erf={"models": ["Mix"], "names": listed, "block": 2,
                                                         "size": [32, 32]})
     run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=_quiet)
     blocks = _erf_blocks(run)
     assert [blocks[("Mix", b)]["names"] for b in (0, 1)] == [listed[:2], listed[2:]]
-    bad = _suite_file(tmp_path, analyses=["erf"], erf={"names": ["synthcity/val/000009"]})
+    bad = analyses_suite(tmp_path, analyses=["erf"], erf={"names": ["synthcity/val/000009"]})
     with pytest.raises(sb.UserError, match=r"erf.names: 1 image\(s\) not in the dataset, e.g. 'synthcity/val/000009'"):
         run_suite(load_suite(bad), tmp_path / "bad", progress=False, render=False, log=_quiet)
     with pytest.raises(ConfigError, match="lists an image more than once"):
-        load_suite(_suite_file(tmp_path, erf={"names": listed[:1] * 2}))
+        load_suite(analyses_suite(tmp_path, erf={"names": listed[:1] * 2}))

@@ -15,7 +15,7 @@ from PIL import Image
 from segformer_bench.analyses.corruption.report import Gallery, render_report
 from segformer_bench.corruptions.protocols import PROTOCOLS, Protocol
 
-from .helpers import images_loaded_in_browser, needs_browser
+from ..helpers import images_loaded_in_browser, needs_browser
 
 SEGFORMER = PROTOCOLS["segformer"]
 CLASSES = ("road", "sky")

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 import segformer_bench as sb
 from segformer_bench.errors import CheckpointError
 
-from .test_model import hf_logits, hf_model
+from ..helpers import hf_logits, hf_model
 
 
 def hf_to_official(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -97,7 +97,7 @@ def test_imagenet_encoder_file(tmp_path, oracle):
 def test_huggingface_encoder_only_directory(tmp_path):
     from transformers import SegformerForImageClassification
 
-    from .test_model import hf_config
+    from ..helpers import hf_config
 
     torch.manual_seed(0)
     SegformerForImageClassification(hf_config("b1", 1000)).save_pretrained(tmp_path / "mit-b1")

@@ -168,7 +168,7 @@ def test_torch_backend_through_the_api_is_batch_independent():
 
 
 def test_generate_mirrors_a_cityscapes_tree_and_reads_back_labels(tmp_path):
-    from .test_data import make_cityscapes
+    from ..helpers import make_cityscapes
 
     make_cityscapes(tmp_path / "cs", split="val")
     job = CorruptionJob(dataset="cityscapes", split="val", root=str(tmp_path / "cs"), cells=(("fog", 1),),

@@ -2,7 +2,7 @@
 
 LayerNorm eps: the released code uses 1e-6 in the blocks and stage norms and 1e-5 elsewhere, while
 transformers builds every LayerNorm with PyTorch's default 1e-5. For the exact-parity checks the
-oracle's block and stage norms are set to 1e-6 (``_match_released_eps``); a separate test measures the
+oracle's block and stage norms are set to 1e-6 (``match_released_eps``); a separate test measures the
 difference the eps alone makes with transformers left as it ships.
 """
 
@@ -17,57 +17,10 @@ import segformer_bench as sb
 from segformer_bench.models.profile import count_macs, count_parameters
 from segformer_bench.models.segformer import VARIANTS
 
+from ..helpers import hf_config, hf_logits, hf_model, match_released_eps, randomize_
+
 transformers = pytest.importorskip("transformers")
-from transformers import SegformerConfig, SegformerForSemanticSegmentation  # noqa: E402
-
-
-def hf_config(variant: str, num_classes: int) -> SegformerConfig:
-    """A transformers config written from the paper/code table, not from this package's table."""
-    widths = {"b0": [32, 64, 160, 256]}.get(variant, [64, 128, 320, 512])
-    depths = {"b0": [2, 2, 2, 2], "b1": [2, 2, 2, 2], "b2": [3, 4, 6, 3], "b3": [3, 4, 18, 3],
-              "b4": [3, 8, 27, 3], "b5": [3, 6, 40, 3]}[variant]
-    decoder = 256 if variant in ("b0", "b1") else 768
-    return SegformerConfig(hidden_sizes=widths, depths=depths, decoder_hidden_size=decoder,
-                           num_labels=num_classes, num_attention_heads=[1, 2, 5, 8], sr_ratios=[8, 4, 2, 1],
-                           mlp_ratios=[4, 4, 4, 4])
-
-
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Perturb every parameter and BN buffer so that any mis-wired tensor changes the logits."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.is_floating_point():
-                continue
-            noise = torch.randn(t.shape, generator=g)
-            if "running_var" in name:
-                t.copy_(0.5 + noise.abs())
-            elif t.ndim == 1:  # norms and biases
-                t.add_(0.1 * noise)
-            else:
-                t.add_(0.02 * noise)
-    return model
-
-
-def _match_released_eps(hf: torch.nn.Module) -> None:
-    for name, m in hf.named_modules():
-        if isinstance(m, torch.nn.LayerNorm) and ("layernorm_" in name or name.endswith(".layer_norm")) \
-                and "patch_embeddings" not in name and "sequence_reduction" not in name:
-            m.eps = 1e-6
-
-
-def hf_model(variant: str, num_classes: int = 19, released_eps: bool = True) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = SegformerForSemanticSegmentation(hf_config(variant, num_classes))
-    randomize_(model)
-    if released_eps:
-        _match_released_eps(model)
-    return model.eval()
-
-
-def hf_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(pixel_values=x).logits
+from transformers import SegformerForSemanticSegmentation  # noqa: E402
 
 
 @pytest.mark.parametrize("variant", ["b0", "b2"])
@@ -91,7 +44,7 @@ def test_logits_match_transformers_after_export(tmp_path, variant):
     sb.export_huggingface(ours, tmp_path / "export")
     hf, info = SegformerForSemanticSegmentation.from_pretrained(tmp_path / "export", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    _match_released_eps(hf)
+    match_released_eps(hf)
     x = torch.randn(1, 3, 75, 101)
     with torch.no_grad():
         got = ours(x)

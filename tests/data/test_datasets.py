@@ -14,59 +14,7 @@ from segformer_bench.data import DataError
 from segformer_bench.data.ade20k import ADE20K, reduce_zero_label
 from segformer_bench.data.cityscapes import Cityscapes
 
-H, W = 32, 64
-CITIES = ("bochum", "aachen")  # written in non-sorted order on purpose
-
-
-def save(path: Path, array: np.ndarray, **kwargs) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, **kwargs)
-    return path
-
-
-def random_image(seed: int, h: int = H, w: int = W) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-
-
-def label_ids_map(seed: int) -> np.ndarray:
-    """Every Cityscapes labelId 0..33 (and 255), shuffled over the image."""
-    values = np.resize(np.r_[np.arange(34), 255], H * W).astype(np.uint8)
-    return np.random.default_rng(seed).permutation(values).reshape(H, W)
-
-
-def official_train_ids(label_ids: np.ndarray) -> np.ndarray:
-    """cityscapesScripts' id → trainId, with its ignored classes (255, -1) and unknown ids as 255."""
-    table = np.full(256, 255, np.uint8)
-    for i, label in id2label.items():
-        if 0 <= i < 256 and 0 <= label.trainId < 255:
-            table[i] = label.trainId
-    return table[label_ids]
-
-
-def make_cityscapes(root: Path, split: str = "train", train_ids: bool = False) -> dict[str, tuple[Path, Path]]:
-    """2 cities × 2 images of 32×64 with *_labelIds.png (and *_labelTrainIds.png when asked);
-    returns name → (image path, label path)."""
-    files = {}
-    for c, city in enumerate(CITIES):
-        for k in (19, 3):
-            stem = f"{city}_{k:06d}_{k * 7:06d}"
-            seed = 10 * c + k
-            image = save(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", random_image(seed))
-            label = save(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", label_ids_map(seed))
-            if train_ids:
-                label = save(label.with_name(f"{stem}_gtFine_labelTrainIds.png"),
-                             official_train_ids(label_ids_map(seed)))
-            files[f"{city}/{stem}"] = (image, label)
-    return files
-
-
-def one_line_error(excinfo: pytest.ExceptionInfo, *parts: object) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message
-    for part in parts:
-        assert str(part) in message, f"{part} not in: {message}"
-    return message
-
+from ..helpers import CITIES, H, W, make_cityscapes, official_train_ids, one_line_error, random_image, save
 
 # --------------------------------------------------------------------------------------------------
 # Cityscapes

@@ -22,10 +22,7 @@ from segformer_bench.engine.train import (
 )
 from segformer_bench.errors import UserError
 
-TINY = dataclasses.replace(
-    TRAIN_PRESETS["synthcity"], dataset_options={"size": [64, 128], "length": 8}, crop=(64, 64), img_scale=(128, 64),
-    iters=4, batch_size=2, workers=0, log_interval=1, checkpoint_interval=2, eval_limit=2, warmup_iters=2,
-)
+from ..helpers import TINY_TRAIN
 
 
 def test_lr_schedule_by_hand():
@@ -70,12 +67,12 @@ def _weights(path):
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
-    straight = train(TINY, tmp_path / "a", progress=False, log=lambda _: None)
-    first = train(TINY, tmp_path / "b", progress=False, stop_after=1, log=lambda _: None)
+    straight = train(TINY_TRAIN, tmp_path / "a", progress=False, log=lambda _: None)
+    first = train(TINY_TRAIN, tmp_path / "b", progress=False, stop_after=1, log=lambda _: None)
     assert first.name == "iter_0000001.pt" and not (tmp_path / "b" / "model.pt").exists()
     # a second interruption, then the rest
-    train(TINY, tmp_path / "b", progress=False, stop_after=2, log=lambda _: None)
-    resumed = train(TINY, tmp_path / "b", progress=False, log=lambda _: None)
+    train(TINY_TRAIN, tmp_path / "b", progress=False, stop_after=2, log=lambda _: None)
+    resumed = train(TINY_TRAIN, tmp_path / "b", progress=False, log=lambda _: None)
     a, b = _weights(straight), _weights(resumed)
     assert a.keys() == b.keys()
     for k in a:
@@ -87,7 +84,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
 
 
 def test_worker_processes_do_not_change_the_data_stream(tmp_path):
-    config = dataclasses.replace(TINY, iters=2, checkpoint_interval=2)
+    config = dataclasses.replace(TINY_TRAIN, iters=2, checkpoint_interval=2)
     zero = train(config, tmp_path / "w0", progress=False, log=lambda _: None)
     two = train(dataclasses.replace(config, workers=2), tmp_path / "w2", progress=False, log=lambda _: None)
     a, b = _weights(zero), _weights(two)
@@ -95,7 +92,7 @@ def test_worker_processes_do_not_change_the_data_stream(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = dataclasses.replace(TINY, iters=30, lr=1e6, warmup_iters=0, checkpoint_interval=1)
+    config = dataclasses.replace(TINY_TRAIN, iters=30, lr=1e6, warmup_iters=0, checkpoint_interval=1)
     with pytest.raises(TrainingDiverged, match="the loss became") as err:
         train(config, tmp_path / "run", progress=False, log=lambda _: None)
     checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("iter_*.pt"))
@@ -106,7 +103,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_changed_config_is_refused_unless_restarted(tmp_path):
-    config = dataclasses.replace(TINY, iters=1)
+    config = dataclasses.replace(TINY_TRAIN, iters=1)
     train(config, tmp_path / "run", progress=False, log=lambda _: None)
     with pytest.raises(UserError, match=r"different config \(changed: lr\)"):
         train(dataclasses.replace(config, lr=1e-3), tmp_path / "run", progress=False, log=lambda _: None)
@@ -189,7 +186,7 @@ def test_two_process_ddp_training_equals_gradient_accumulation(tmp_path):
     dropout off, since their random draws differ between the two set-ups)."""
     import socket
 
-    config = dataclasses.replace(TINY, iters=3, checkpoint_interval=3,
+    config = dataclasses.replace(TINY_TRAIN, iters=3, checkpoint_interval=3,
                                  model_options={"drop_path_rate": 0.0, "head_dropout": 0.0})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""Suites and the resumable runner: validation errors, cells in the store, resume, refusal of a changed suite."""
+"""The resumable runner: cells in the store, resume, refusal of a changed suite, kill -9, two ranks."""
 
 from __future__ import annotations
 
@@ -7,68 +7,14 @@ import sqlite3
 
 import numpy as np
 import pytest
-import yaml
 
 import segformer_bench as sb
 from segformer_bench.analyses.corruption.store import cell_matrices, cell_names
 from segformer_bench.bench.runner import run_suite
-from segformer_bench.bench.suite import SUITES_DIR, load_suite
+from segformer_bench.bench.suite import load_suite
 from segformer_bench.cli import main
-from segformer_bench.config import ConfigError
 
-from .helpers import run_then_kill_9, run_two_gloo_ranks, stored
-
-
-def _suite_file(tmp_path, **changes) -> str:
-    torch_model = sb.build_model("b0", 19)
-    sb.save_model(torch_model, tmp_path / "b0.pt")
-    data = {
-        "version": 1, "name": "tiny",
-        "dataset": {"name": "synthcity", "split": "val", "limit": 3, "options": {"size": [48, 96], "length": 3}},
-        "models": [{"name": "B0", "variant": "b0", "checkpoint": "b0.pt"}],
-        "corruptions": {"protocol": "segformer", "cells": [["contrast", 2], ["gaussian_noise", 1]],
-                        "backend": "reference"},
-        "eval": {"preset": "whole", "overrides": {"batch_size": 2}},
-        "device": "cpu", "reports": ["tables"],
-    }
-    for key, value in changes.items():
-        data[key] = value
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
-
-
-def test_shipped_suites_validate():
-    suites = sorted(SUITES_DIR.glob("*.yaml"))
-    assert suites, "no suites shipped"
-    for path in suites:
-        assert load_suite(path).name == path.stem
-
-
-@pytest.mark.parametrize(("change", "message"), [
-    ({"models": []}, "field 'models' is empty"),
-    ({"modles": []}, "unknown field"),
-    ({"seed": "zero"}, "field 'seed': expected int"),
-    ({"models": [{"name": "x", "variant": "b9", "checkpoint": "b0.pt"}]},
-     r"models\[0\].variant: unknown model variant"),
-    ({"models": [{"name": "x", "variant": "b0"}]}, "needs exactly one of 'checkpoint' or 'train'"),
-    ({"corruptions": {"protocol": "nope"}}, "unknown corruption protocol"),
-    ({"corruptions": {"cells": [["fog", 7]]}}, "severity must be an integer from 1 to 5"),
-    ({"reference_model": "B5"}, "reference_model 'B5' is not one of the models"),
-    ({"version": 2}, "suite version 2 is not supported"),
-])
-def test_bad_suites_name_the_file_and_field(tmp_path, change, message):
-    path = _suite_file(tmp_path, **change)
-    with pytest.raises(ConfigError, match=message) as err:
-        load_suite(path)
-    assert "tiny.yaml" in str(err.value)
-
-
-def test_malformed_yaml(tmp_path):
-    path = tmp_path / "bad.yaml"
-    path.write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML at line"):
-        load_suite(path)
+from ..helpers import corruption_suite, run_then_kill_9, run_two_gloo_ranks, stored
 
 
 def _cells(run_dir):
@@ -77,7 +23,7 @@ def _cells(run_dir):
 
 
 def test_runner_stores_every_cell_and_resumes(tmp_path, monkeypatch):
-    suite = load_suite(_suite_file(tmp_path))
+    suite = load_suite(corruption_suite(tmp_path))
     run = run_suite(suite, tmp_path / "run", progress=False, render=False, log=lambda _: None)
     cells = _cells(run)
     assert [c[:3] for c in cells] == [("B0", "clean", 0), ("B0", "contrast", 2), ("B0", "gaussian_noise", 1)]
@@ -107,7 +53,7 @@ def test_runner_stores_every_cell_and_resumes(tmp_path, monkeypatch):
 
 
 def test_changed_suite_is_refused_unless_restarted(tmp_path):
-    suite = load_suite(_suite_file(tmp_path))
+    suite = load_suite(corruption_suite(tmp_path))
     run_suite(suite, tmp_path / "run", progress=False, render=False, log=lambda _: None)
     changed = dataclasses.replace(suite, seed=1)
     with pytest.raises(sb.UserError, match=r"different suite \(changed: seed\)"):
@@ -116,7 +62,7 @@ def test_changed_suite_is_refused_unless_restarted(tmp_path):
 
 
 def test_cli_validate_and_ls(tmp_path, capsys):
-    path = _suite_file(tmp_path)
+    path = corruption_suite(tmp_path)
     assert main(["validate", path]) == 0
     assert "tiny: 1 model(s)" in capsys.readouterr().out
     assert main(["ls"]) == 0
@@ -127,7 +73,7 @@ def test_cli_validate_and_ls(tmp_path, capsys):
 
 
 def test_run_then_report_from_the_store(tmp_path, capsys):
-    path = _suite_file(tmp_path, reports=["tables", "plots", "html", "gallery"])
+    path = corruption_suite(tmp_path, reports=["tables", "plots", "html", "gallery"])
     run = tmp_path / "run"
     assert main(["run", path, "--run-dir", str(run), "--no-progress", "--no-report"]) == 0
     out = tmp_path / "report"
@@ -141,13 +87,11 @@ def test_run_then_report_from_the_store(tmp_path, capsys):
     assert "no results.sqlite" in capsys.readouterr().err
 
 
-
-
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_numbers(tmp_path):
     import subprocess
 
     cells = [["contrast", s] for s in (1, 2, 3, 4, 5)] + [["gaussian_noise", s] for s in (1, 2, 3)]
-    path = _suite_file(tmp_path, corruptions={"protocol": "segformer", "cells": cells, "backend": "reference"})
+    path = corruption_suite(tmp_path, corruptions={"protocol": "segformer", "cells": cells, "backend": "reference"})
     cmd = run_then_kill_9(path, tmp_path / "killed", "cells", 2)
     assert len(_cells(tmp_path / "killed")) < len(cells) + 1  # it really was interrupted
     subprocess.run([*cmd, str(tmp_path / "killed")], check=True, capture_output=True)
@@ -157,12 +101,8 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_numbers(tmp_path):
     assert all(np.array_equal(ma[k], mb[k]) for k in ma)
 
 
-
-
-
-
 def test_two_ranks_give_the_numbers_of_one_process(tmp_path):
-    path = _suite_file(tmp_path)
+    path = corruption_suite(tmp_path)
     run_two_gloo_ranks(path, tmp_path / "ddp")
     run_suite(load_suite(path), tmp_path / "one", progress=False, render=False, log=lambda _: None)
     ma, mb = stored(tmp_path / "ddp", cell_matrices), stored(tmp_path / "one", cell_matrices)
