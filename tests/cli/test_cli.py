@@ -67,7 +67,7 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_models_table_shows_the_published_counts(capsys):
-    # REFERENCE.md §1: B0 encoder 3.319 M, with 19 classes 3.719 M, 121.0 GMACs on a 1024×2048 image.
+    # the released B0: encoder 3.319 M, with 19 classes 3.719 M, 121.0 GMACs on a 1024×2048 image (NVlabs code).
     assert main(["models", "b0"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("b0"))
     assert row.split() == ["b0", "3.319", "3.719", "121.0"]

@@ -76,7 +76,8 @@ def test_stage_features_match_transformers_hidden_states(tmp_path):
         assert (f - h).abs().max().item() < 1e-4
 
 
-# Reference figures (REFERENCE.md §1): encoder and whole-model parameters (M) with 150 classes.
+# Parameters (M) of the released MiT-B0…B5 encoders and of the whole models with 150 classes, counted on the
+# NVlabs release (the paper's Table 1 prints them rounded to 0.1 M).
 ENCODER_M = {"b0": 3.319, "b1": 13.151, "b2": 24.196, "b3": 44.072, "b4": 60.843, "b5": 81.443}
 MODEL_150_M = {"b0": 3.753, "b1": 13.716, "b2": 27.462, "b3": 47.338, "b4": 64.108, "b5": 84.709}
 
