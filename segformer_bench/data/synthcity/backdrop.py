@@ -7,13 +7,13 @@ import numpy as np
 
 from .constants import BUILDING, ROAD, SIDEWALK, SKY, TERRAIN, VEGETATION
 from .geometry import Ellipse, Polygon
-from .layout import _Layout
+from .layout import Layout
 from .materials import Asphalt, Material, Paving, Shade, Shape, Sky
 from .palettes import FACADE_COLORS, FOLIAGE, GRASS
-from .world import UP, _ground, _rect3
+from .world import UP, ground_quad, rect3
 
 
-class _Backdrop(_Layout):
+class Backdrop(Layout):
     """Sky, ground and cast shadows."""
 
     def add_sky(self) -> None:
@@ -57,7 +57,7 @@ class _Backdrop(_Layout):
         rng, u, cam = self.rng, self.rng.uniform, self.cam
         far = self.z_far
         grass = self.jitter(((96, 128, 62), (128, 138, 78), (120, 104, 80), (80, 118, 58))[rng.integers(4)])
-        self.ground += self.poly(_ground(-600, 600, 1.0, 6000), TERRAIN,
+        self.ground += self.poly(ground_quad(-600, 600, 1.0, 6000), TERRAIN,
                                  self.material(grass, UP, 60, GRASS))
 
         walk_color = self.pick(((150, 148, 144), (168, 160, 150), (150, 112, 100), (120, 120, 122), (182, 176, 160)))
@@ -69,22 +69,22 @@ class _Backdrop(_Layout):
             inner, outer = self.walk_edges(s)
             line = self.building_line(s)
             if self.garden[s]:
-                self.ground += self.poly(_ground(outer, line, 1.0, far, self.kerb), TERRAIN,
+                self.ground += self.poly(ground_quad(outer, line, 1.0, far, self.kerb), TERRAIN,
                                          self.material(self.jitter(grass), UP, 30, GRASS))
-            self.ground += self.poly(_ground(inner, outer, 1.0, far, self.kerb), SIDEWALK,
+            self.ground += self.poly(ground_quad(inner, outer, 1.0, far, self.kerb), SIDEWALK,
                                      self.material(walk_color, UP, 30, (0.05, 0.05, 0.06), paving))
             if self.verge[s]:
-                self.ground += self.poly(_ground(self.edge[s], inner, 1.0, far, self.kerb), TERRAIN,
+                self.ground += self.poly(ground_quad(self.edge[s], inner, 1.0, far, self.kerb), TERRAIN,
                                          self.material(self.jitter(grass), UP, 30, GRASS))
-            kerb = _rect3((self.edge[s], 0, 0), (0, 0, 1), (0, 1, 0), 1.0, far, 0, self.kerb)
+            kerb = rect3((self.edge[s], 0, 0), (0, 0, 1), (0, 1, 0), 1.0, far, 0, self.kerb)
             self.ground += self.poly(kerb, SIDEWALK, self.material(self.jitter((175, 175, 170)), (-s, 0, 0), 30,
                                                                    (0.05, 0.04, 0.05)))
 
         if self.crossing:  # the cross street, with its sidewalks, across everything beyond the kerbs
             zc, w = self.crossing
-            self.ground += self.poly(_ground(-600, 600, zc - self.walk[1], zc + w + self.walk[-1], self.kerb),
+            self.ground += self.poly(ground_quad(-600, 600, zc - self.walk[1], zc + w + self.walk[-1], self.kerb),
                                      SIDEWALK, self.material(walk_color, UP, zc, (0.05, 0.05, 0.06), paving))
-            self.ground += self.poly(_ground(-600, 600, zc, zc + w), ROAD,
+            self.ground += self.poly(ground_quad(-600, 600, zc, zc + w), ROAD,
                                      self.material(self.jitter((92, 92, 96)), UP, zc, (0.1, 0.06, 0.06)))
 
         g = u(68, 118)
@@ -115,13 +115,13 @@ class _Backdrop(_Layout):
         rails = () if self.tram_lane is None else (self.tram_lane - 0.72, self.tram_lane + 0.72)
         road = Asphalt(cam.surface((0, 0, 0), (1, 0, 0), (0, 0, 1)), paint, tuple(lines),
                        (self.zebra,) if self.zebra else (), rails, (self.lane, min(xs)[0], max(xs)[0]))
-        self.ground += self.poly(_ground(self.edge[-1], self.edge[1], 1.0, far), ROAD,
+        self.ground += self.poly(ground_quad(self.edge[-1], self.edge[1], 1.0, far), ROAD,
                                  self.material(asphalt, UP, 30, (0.12, 0.05, 0.07), road))
         for _ in range(rng.integers(0, 4)):  # patched asphalt
             x0, z0 = u(self.edge[-1], self.edge[1] - 1), u(4, 60)
             x1, z1 = min(x0 + u(0.8, 4), self.edge[1]), z0 + u(1, 12)
             shade = u(0.8, 1.15)
-            self.ground += self.poly(_ground(x0, x1, z0, z1, 0.001), ROAD,
+            self.ground += self.poly(ground_quad(x0, x1, z0, z1, 0.001), ROAD,
                                      self.material(tuple(c * shade for c in asphalt), UP, z0, (0.1, 0.05, 0.05)))
 
     def cast_shadow(self, x: float, z0: float, z1: float, height: float) -> list[Shade]:

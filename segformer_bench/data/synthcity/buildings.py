@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backdrop import _Backdrop
+from .backdrop import Backdrop
 from .constants import BUILDING
 from .layout import Item
 from .materials import Facade, Material
 from .palettes import FACADE_COLORS
-from .sidewalks import _Sidewalks
-from .world import FACING_CAMERA, UP, _rect3
+from .sidewalks import Sidewalks
+from .world import FACING_CAMERA, UP, rect3
 
 
-class _Buildings(_Backdrop, _Sidewalks):
+class Buildings(Backdrop, Sidewalks):
     """Building rows and the street's far end; gaps in a row hold trees, and blocks cast shadows."""
 
     def facade(self, origin, a, roof: float, style: dict) -> Facade:
@@ -42,11 +42,11 @@ class _Buildings(_Backdrop, _Sidewalks):
         grain = (0.03, 0.05, 0.06)
         depth = self.rng.uniform(12, 30)
         shapes: list = []
-        end = _rect3((x, 0, z0), (s, 0, 0), UP, 0, depth, 0, height)
+        end = rect3((x, 0, z0), (s, 0, 0), UP, 0, depth, 0, height)
         shapes += self.poly(end, BUILDING, Material(
             style["color"], grain, self.facade((x, 0, z0), (s, 0, 0), height, style),
             light.on(FACING_CAMERA), light.fog(z0)))
-        face = _rect3((x, 0, z0), (0, 0, 1), UP, 0, z1 - z0, 0, height)
+        face = rect3((x, 0, z0), (0, 0, 1), UP, 0, z1 - z0, 0, height)
         shapes += self.poly(face, BUILDING, Material(
             style["color"], grain, self.facade((x, 0, z0), (0, 0, 1), height, style),
             light.on((-s, 0, 0)), light.fog(max((z0 + z1) / 2, z0))))
@@ -84,7 +84,7 @@ class _Buildings(_Backdrop, _Sidewalks):
         if self.end == "facade":
             style = self.building_style()
             height = u(10, 30)
-            face = _rect3((-400, 0, z), (1, 0, 0), UP, 0, 800, 0, height)
+            face = rect3((-400, 0, z), (1, 0, 0), UP, 0, 800, 0, height)
             self.far_end += self.poly(face, BUILDING, Material(
                 style["color"], (0.03, 0.05, 0.06), self.facade((-400, 0, z), (1, 0, 0), height, style),
                 self.light.on(FACING_CAMERA), self.light.fog(z)))

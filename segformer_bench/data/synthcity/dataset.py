@@ -14,7 +14,7 @@ from ...errors import UserError
 from ..base import DatasetInfo, SegmentationDataset, check_sample
 from ..labels import CITYSCAPES_CLASSES
 from .materials import Scene
-from .renderer import _check_size, render
+from .renderer import check_size, render
 from .street import generate_scene
 
 SPLITS = {"train": (0, 2975), "val": (1, 500), "test": (2, 1525)}  # (code in the seed, Cityscapes' size)
@@ -40,7 +40,7 @@ class SynthCity(SegmentationDataset):
             raise UserError(f"SynthCity seed must be a non-negative integer; got {seed!r}")
         if not isinstance(cache, bool):
             raise UserError(f"SynthCity cache must be true or false; got {cache!r}")
-        self.split, self.size, self.seed = split, _check_size(size), seed
+        self.split, self.size, self.seed = split, check_size(size), seed
         self.length = SPLITS[split][1] if length is None else length
         self.cache = cache_dir() / _generator_id() / f"{split}-{seed}-{self.size[0]}x{self.size[1]}" if cache else None
 

@@ -15,8 +15,8 @@ Item = tuple[float, list]  # (depth for sorting, shapes drawn in this order)
 Footprint = tuple[float, float, float, float]  # x0, x1, z0, z1 on the ground, metres
 
 
-class _Layout:
-    """One street's layout and the helpers its layers share; :class:`~.street._Street` draws the layers."""
+class Layout:
+    """One street's layout and the helpers its layers share; :class:`~.street.Street` draws the layers."""
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng

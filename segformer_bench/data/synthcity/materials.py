@@ -14,7 +14,7 @@ import numpy as np
 
 from .constants import ASPECT, Color
 from .geometry import Geometry
-from .noise import _noise_at
+from .noise import noise_at
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,7 +114,7 @@ class Sky:
         t = np.clip(y / self.horizon, 0.0, 1.0) ** 0.6
         sky = _mix(self.zenith, self.horizon_color, t)
         X, Y = x * ASPECT, y * 2.5  # clouds are flatter than they are wide
-        n = 0.65 * _noise_at(self.seed, 0, 0.35, X, Y) + 0.35 * _noise_at(self.seed, 1, 0.09, X, Y)
+        n = 0.65 * noise_at(self.seed, 0, 0.35, X, Y) + 0.35 * noise_at(self.seed, 1, 0.09, X, Y)
         cover = np.clip((n + 0.6 * self.cloud_cover - 0.25) * 4.0, 0.0, 1.0) * (1 - 0.4 * t)
         shading = 0.82 + 0.18 * np.clip(1.0 - 2 * n, 0.0, 1.0)
         return _mix(sky, _rgb(self.cloud_color) * shading, cover)

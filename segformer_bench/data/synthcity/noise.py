@@ -23,7 +23,7 @@ def _smooth_index(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return i.astype(np.intp), (t * t * (3 - 2 * t)).astype(np.float32)
 
 
-def _noise_field(seed: int, octave: int, cell: float, H: int, W: int) -> np.ndarray:
+def noise_field(seed: int, octave: int, cell: float, H: int, W: int) -> np.ndarray:
     """(H, W) value noise sampled at the pixel centres: the same function of scene position at every size.
 
     Separable interpolation (rows, then columns) costs a few passes over the image. Where the lattice is finer
@@ -37,7 +37,7 @@ def _noise_field(seed: int, octave: int, cell: float, H: int, W: int) -> np.ndar
     return field * np.float32(min(1.0, cell * H))
 
 
-def _noise_at(seed: int, octave: int, cell: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def noise_at(seed: int, octave: int, cell: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Value noise at scattered points (x, y in image heights, within the lattice)."""
     grid = _lattice(seed, 100 + octave, cell, (3.0, ASPECT))
     gy, gx = grid.shape

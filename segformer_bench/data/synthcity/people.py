@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from .constants import BICYCLE, MOTORCYCLE, PERSON, RIDER
-from .layout import _Layout
+from .layout import Layout
 from .materials import Material, Shape
 from .palettes import CLOTHES, HAIR, RAW, SKIN
 from .world import FACING_CAMERA, Billboard
 
 
-class _People(_Layout):
+class People(Layout):
     """Pedestrians and riders, as upright figures on billboards."""
 
     def outfit(self) -> dict:

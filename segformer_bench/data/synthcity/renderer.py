@@ -9,7 +9,7 @@ import numpy as np
 from ...errors import UserError
 from .constants import MIN_SIDE, NOISE_CELLS
 from .materials import Scene, Shade, Shape
-from .noise import _noise_field
+from .noise import noise_field
 
 
 def _pixel_box(bounds, H: int, W: int) -> tuple[int, int, int, int] | None:
@@ -20,7 +20,7 @@ def _pixel_box(bounds, H: int, W: int) -> tuple[int, int, int, int] | None:
     return (r0, r1, c0, c1) if r0 < r1 and c0 < c1 else None
 
 
-def _check_size(size) -> tuple[int, int]:
+def check_size(size) -> tuple[int, int]:
     try:
         H, W = (int(s) for s in size)
         ok = (H, W) == tuple(size)
@@ -36,7 +36,7 @@ def render(scene: Scene, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]
 
     Pixels no shape covers (none, for generated scenes) are black and labelled 255 (ignore).
     """
-    H, W = _check_size(size)
+    H, W = check_size(size)
     if len(scene.shapes) >= np.iinfo(np.int16).max:
         raise ValueError(f"a scene of {len(scene.shapes)} shapes is more than the renderer's int16 shape index holds")
     xs, ys = (np.arange(W) + 0.5) / W, (np.arange(H) + 0.5) / H
@@ -77,7 +77,7 @@ def render(scene: Scene, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]
 
     texture = np.ones((H, W), np.float32)
     for octave, cell in enumerate(NOISE_CELLS):
-        texture += np.take(table[3 + octave], ids) * _noise_field(scene.noise_seed, octave, cell, H, W)
+        texture += np.take(table[3 + octave], ids) * noise_field(scene.noise_seed, octave, cell, H, W)
     texture *= np.take(table[6], ids)
     if shade is not None:
         texture *= shade

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from .constants import ASPECT, FENCE, POLE, TRAFFIC_LIGHT, TRAFFIC_SIGN, VEGETATION, WALL
-from .layout import _Layout
+from .layout import Layout
 from .materials import Masonry, Material, Shape, Slats
 from .palettes import FENCE_COLORS, FOLIAGE, POLE_COLORS, RAW, WALL_COLORS
-from .world import FACING_CAMERA, UP, Z_NEAR, Billboard, _rect3
+from .world import FACING_CAMERA, UP, Z_NEAR, Billboard, rect3
 
 
-class _Sidewalks(_Layout):
+class Sidewalks(Layout):
     """What stands along the sidewalks."""
 
     def add_frontage(self, s: int) -> None:
@@ -41,12 +41,12 @@ class _Sidewalks(_Layout):
         pattern = (Masonry(surface, tuple(c * 0.8 for c in color), (u(0.22, 0.5), u(0.07, 0.25)),
                            int(rng.integers(2**31))) if rng.random() < 0.5 else None)
         normal, z = (-s, 0.0, 0.0), max(z0, 1.0)
-        shapes = self.poly(_rect3((x, 0, z0), (0, 0, 1), UP, 0, z1 - z0, 0, height), WALL,
+        shapes = self.poly(rect3((x, 0, z0), (0, 0, 1), UP, 0, z1 - z0, 0, height), WALL,
                            self.material(color, normal, z, (0.06, 0.06, 0.08), pattern))
-        shapes += self.poly(_rect3((x, 0, z0), (0, 0, 1), UP, 0, z1 - z0, height, height + 0.08), WALL,
+        shapes += self.poly(rect3((x, 0, z0), (0, 0, 1), UP, 0, z1 - z0, height, height + 0.08), WALL,
                             self.material(self.jitter(np.asarray(color) * 1.15), normal, z))
         if z0 > Z_NEAR:  # its end, facing the camera
-            shapes += self.poly(_rect3((x, 0, z0), (s, 0, 0), UP, 0, 0.3, 0, height + 0.08), WALL,
+            shapes += self.poly(rect3((x, 0, z0), (s, 0, 0), UP, 0, 0.3, 0, height + 0.08), WALL,
                                 self.material(color, FACING_CAMERA, z))
         return shapes
 
@@ -60,7 +60,7 @@ class _Sidewalks(_Layout):
         pattern = Slats(self.cam.surface((x, 0, z0), (0, 0, 1), UP), behind,
                         u(0.06, 0.12) if mesh else u(0.1, 0.25), u(0.12, 0.2) if mesh else u(0.3, 0.7),
                         ((height - 0.08, height), (0.1, 0.18)) if rng.random() < 0.7 else (), mesh)
-        return self.poly(_rect3((x, 0, z0), (0, 0, 1), UP, 0, z1 - z0, 0, height), FENCE,
+        return self.poly(rect3((x, 0, z0), (0, 0, 1), UP, 0, z1 - z0, 0, height), FENCE,
                          self.material(color, (-s, 0, 0), max(z0, 1.0), (0.04, 0.04, 0.05), pattern))
 
     def hedge(self, x: float, z0: float, z1: float) -> list:

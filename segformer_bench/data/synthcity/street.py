@@ -1,7 +1,7 @@
-"""The street generator: :func:`generate_scene` builds a :class:`_Street`, which draws a street's layers back to
+"""The street generator: :func:`generate_scene` builds a :class:`Street`, which draws a street's layers back to
 front into a :class:`~.materials.Scene`.
 
-:class:`_Street` only orders the layers and the objects in the street; its other methods come from one base
+:class:`Street` only orders the layers and the objects in the street; its other methods come from one base
 class per module: the layout and shared helpers (``layout``), sky and ground (``backdrop``), what stands along
 the sidewalks (``sidewalks``), buildings (``buildings``), people and two-wheelers (``people``), vehicles
 (``vehicles``). Each base class calls only methods of its own bases, so the modules import in one direction.
@@ -13,10 +13,10 @@ import heapq
 
 import numpy as np
 
-from .buildings import _Buildings
+from .buildings import Buildings
 from .layout import Item
 from .materials import Scene
-from .vehicles import _Vehicles
+from .vehicles import Vehicles
 
 
 def _occlusion_order(footprints: np.ndarray) -> list[int]:
@@ -48,7 +48,7 @@ def _occlusion_order(footprints: np.ndarray) -> list[int]:
     return order
 
 
-class _Street(_Buildings, _Vehicles):
+class Street(Buildings, Vehicles):
     """Builds one scene: layout first, then layers of shapes drawn back to front.
 
     Layers: sky and distant skyline; ground (terrain, sidewalks, kerbs, road) and cast shadows; the street's
@@ -86,4 +86,4 @@ class _Street(_Buildings, _Vehicles):
 
 def generate_scene(rng: np.random.Generator) -> Scene:
     """A random street scene; everything it draws comes from `rng`."""
-    return _Street(rng).build()
+    return Street(rng).build()

@@ -9,17 +9,17 @@ from .geometry import Ellipse
 from .layout import Footprint
 from .materials import Gradient, Shade, Shape, Slats
 from .palettes import BUS_COLORS, CAR_COLORS, RAW, TRAM_COLORS, TRUCK_COLORS
-from .people import _People
-from .world import FACING_CAMERA, UP, Z_NEAR, _box_faces, _Face, _ground
+from .people import People
+from .world import FACING_CAMERA, UP, Z_NEAR, Face, box_faces, ground_quad
 
 
-class _Vehicles(_People):
-    """Traffic; motorcycles in the lanes come from :class:`~.people._People`."""
+class Vehicles(People):
+    """Traffic; motorcycles in the lanes come from :class:`~.people.People`."""
 
     def box(self, x0, x1, y0, y1, z0, z1, label: int, color, grain=RAW, shine: bool = True):
         """The faces of a box the camera sees, as shapes (paint brighter towards the top unless not `shine`),
         and those faces by world side."""
-        faces = _box_faces(x0, x1, y0, y1, z0, z1, self.cam.height)
+        faces = box_faces(x0, x1, y0, y1, z0, z1, self.cam.height)
         shapes = []
         for face in faces.values():
             points = face.rect(0, face.length, 0, face.height)
@@ -34,7 +34,7 @@ class _Vehicles(_People):
             shapes.append(Shape(geometry, label, self.material(color, face.normal, z, grain, pattern)))
         return shapes, faces
 
-    def on_face(self, face: _Face, u0, u1, v0, v1, label: int, color, glass: bool = False) -> list:
+    def on_face(self, face: Face, u0, u1, v0, v1, label: int, color, glass: bool = False) -> list:
         """A rectangle [u0, u1] × [v0, v1] (metres) on a face: a window, a lamp, a plate."""
         points = face.rect(u0, u1, v0, v1)
         geometry = self.cam.polygon(points)
@@ -47,7 +47,7 @@ class _Vehicles(_People):
         return [Shape(geometry, label, self.material(color, face.normal, max(float(points[:, 2].min()), 1.0), RAW,
                                                      pattern))]
 
-    def wheel(self, face: _Face, at: float, r: float, label: int) -> list:
+    def wheel(self, face: Face, at: float, r: float, label: int) -> list:
         """A wheel centred `at` metres along a side face: an ellipse spanning the projected disc, and its hub."""
         a = np.asarray(face.a, float)
         centre = np.asarray(face.origin, float) + at * a
@@ -81,7 +81,7 @@ class _Vehicles(_People):
             a0, a1 = sorted((centre_a + facing * (s0 - length / 2), centre_a + facing * (s1 - length / 2)))
             return (centre_l + l0, centre_l + l1, a0, a1) if along_z else (a0, a1, centre_l + l0, centre_l + l1)
 
-        def box(s0, s1, l0, l1, y0, y1, color, grain=RAW) -> tuple[list, dict[str, _Face]]:
+        def box(s0, s1, l0, l1, y0, y1, color, grain=RAW) -> tuple[list, dict[str, Face]]:
             """A part of the vehicle, with its visible faces by vehicle side: rear, front, side."""
             shapes, faces = self.box(*world(s0, s1, l0, l1)[:2], y0, y1, *world(s0, s1, l0, l1)[2:], label, color,
                                      grain)
@@ -102,7 +102,7 @@ class _Vehicles(_People):
         x0, x1, z0, z1 = world(0, length, -width / 2, width / 2)
         detail = z0 < 60
         shapes: list = []
-        footprint = self.cam.polygon(_ground(x0 - 0.2, x1 + 0.2, z0 - 0.2, z1 + 0.3, 0.003))
+        footprint = self.cam.polygon(ground_quad(x0 - 0.2, x1 + 0.2, z0 - 0.2, z1 + 0.3, 0.003))
         if footprint is not None:
             shapes.append(Shade(footprint, u(0.3, 0.5)))
         if along_z:  # tyres under the near end

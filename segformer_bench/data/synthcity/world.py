@@ -114,18 +114,18 @@ class Lighting:
         return 1.0 - math.exp(-max(z, 0.0) / self.visibility)
 
 
-def _rect3(origin, a, b, u0: float, u1: float, v0: float, v1: float) -> np.ndarray:
+def rect3(origin, a, b, u0: float, u1: float, v0: float, v1: float) -> np.ndarray:
     """The 3-D rectangle origin + [u0, u1]·a + [v0, v1]·b."""
     return np.array([[o + u * ai + v * bi for o, ai, bi in zip(origin, a, b, strict=True)]
                      for u, v in ((u0, v0), (u1, v0), (u1, v1), (u0, v1))])
 
 
-def _ground(x0: float, x1: float, z0: float, z1: float, y: float = 0.0) -> np.ndarray:
+def ground_quad(x0: float, x1: float, z0: float, z1: float, y: float = 0.0) -> np.ndarray:
     return np.array([(x0, y, z0), (x1, y, z0), (x1, y, z1), (x0, y, z1)], float)
 
 
 @dataclass(frozen=True)
-class _Face:
+class Face:
     """A visible face of an axis-aligned box: origin + [0, length]·a + [0, height]·b."""
 
     origin: tuple[float, float, float]
@@ -136,18 +136,18 @@ class _Face:
     normal: tuple[float, float, float]
 
     def rect(self, u0: float, u1: float, v0: float, v1: float) -> np.ndarray:
-        return _rect3(self.origin, self.a, self.b, u0, u1, v0, v1)
+        return rect3(self.origin, self.a, self.b, u0, u1, v0, v1)
 
 
-def _box_faces(x0, x1, y0, y1, z0, z1, eye: float) -> dict[str, _Face]:
+def box_faces(x0, x1, y0, y1, z0, z1, eye: float) -> dict[str, Face]:
     """The faces of a box that a camera at (0, eye, 0) sees, by world side: near (−Z), left (−X), right (+X), top."""
     faces = {}
     if z0 > 0:
-        faces["near"] = _Face((x0, y0, z0), (1, 0, 0), (0, 1, 0), x1 - x0, y1 - y0, FACING_CAMERA)
+        faces["near"] = Face((x0, y0, z0), (1, 0, 0), (0, 1, 0), x1 - x0, y1 - y0, FACING_CAMERA)
     if x0 > 0:
-        faces["left"] = _Face((x0, y0, z0), (0, 0, 1), (0, 1, 0), z1 - z0, y1 - y0, (-1.0, 0.0, 0.0))
+        faces["left"] = Face((x0, y0, z0), (0, 0, 1), (0, 1, 0), z1 - z0, y1 - y0, (-1.0, 0.0, 0.0))
     if x1 < 0:
-        faces["right"] = _Face((x1, y0, z0), (0, 0, 1), (0, 1, 0), z1 - z0, y1 - y0, (1.0, 0.0, 0.0))
+        faces["right"] = Face((x1, y0, z0), (0, 0, 1), (0, 1, 0), z1 - z0, y1 - y0, (1.0, 0.0, 0.0))
     if y1 < eye:
-        faces["top"] = _Face((x0, y1, z0), (1, 0, 0), (0, 0, 1), x1 - x0, z1 - z0, UP)
+        faces["top"] = Face((x0, y1, z0), (1, 0, 0), (0, 0, 1), x1 - x0, z1 - z0, UP)
     return faces
