@@ -32,7 +32,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import segformer_bench as sb
-    from segformer_bench.bench.store import Store
+    from segformer_bench.analyses.corruption.store import add_cell
+    from segformer_bench.bench.runner import open_store
     from segformer_bench.corruptions import corrupt, corrupt_batch, derive_seed, get_protocol
     from segformer_bench.data import build_dataset
     from segformer_bench.engine.evaluate import EVAL_PRESETS
@@ -55,7 +56,7 @@ def main() -> None:
             torch.cuda.synchronize(device)
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "results.sqlite")
+        store = open_store(Path(tmp) / "results.sqlite")
         for i in range(args.images):
             t0 = time.perf_counter()
             sample = dataset[i]
@@ -79,8 +80,8 @@ def main() -> None:
                 t2 = time.perf_counter()
                 label = torch.from_numpy(sample["label"])[None].to(device)
                 cm = per_image_confusion(pred, label, 19).cpu().numpy()
-                store.add_cell("bench", f"{corruption}-{i}", severity, scores(cm.sum(0)), cm, [sample["name"]], 0,
-                               t2 - t1)
+                add_cell(store, "bench", f"{corruption}-{i}", severity, scores(cm.sum(0)), cm, [sample["name"]], 0,
+                         t2 - t1)
                 t3 = time.perf_counter()
                 spent["corruption"] += t1 - t0
                 spent["inference"] += t2 - t1
