@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import segformer_bench
 
 PACKAGE = Path(segformer_bench.__file__).parent
@@ -130,3 +132,13 @@ def test_no_model_family_is_told_apart_outside_models():
                 if names & family_names:
                     offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert offenders == []
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    """pyproject.toml lists the packages explicitly (suites/ ships as segformer_bench.suites): a subpackage
+    missing from the list would be absent from the installed wheel while an editable install still finds it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    found = {_module_name(p, PACKAGE) for p in PACKAGE.rglob("__init__.py")}
+    assert found - listed == set() and listed - found == {"segformer_bench.suites"}
