@@ -292,3 +292,20 @@ def images_loaded_in_browser(page: Path, profile: Path) -> tuple[int, int]:
 needs_browser = pytest.mark.skipif(_browser() is None, reason="no Chromium/Chrome binary on PATH; install Debian's "
                                    "chromium to run this check")
 
+
+
+# --- the command line's answer to a user's mistake --------------------------------------------------------------
+
+
+def cli_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """Run ``segformer-bench ARGV`` in-process and check that it failed as a user's mistake should: exit status 2,
+    exactly one line on stderr, ``segformer-bench: error: …``, and no traceback. Returns the message."""
+    from segformer_bench.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, (code, err)
+    assert len(lines) == 1 and lines[0].startswith("segformer-bench: error: "), err
+    assert "Traceback" not in err
+    return lines[0].removeprefix("segformer-bench: error: ")
