@@ -98,6 +98,11 @@ class Analysis:
         """`spec` with its paths resolved against the suite file's directory (none by default)."""
         return spec
 
+    def catalogue(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """What ``segformer-bench ls`` lists for this analysis: (heading, [(name, description)]) groups, e.g. the
+        corruption protocols; none by default."""
+        return []
+
     def describe(self, spec: Any) -> str:
         """A few words for ``validate``, e.g. 'corruption (protocol segformer)'."""
         return self.name

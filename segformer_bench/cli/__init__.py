@@ -140,20 +140,20 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    from ..analyses import ANALYSES
     from ..bench.suite import list_suites
-    from ..corruptions.protocols import PROTOCOLS
 
     print("suites:")
     for name, description in list_suites():
         print(f"  {name:<20} {description}")
-    from ..analyses import ANALYSES
-
     print("analyses:")
     for name, analysis in ANALYSES.items():
         print(f"  {name:<20} {analysis.title} (suite section '{analysis.section}')")
-    print("protocols:")
-    for name, protocol in PROTOCOLS.items():
-        print(f"  {name:<20} {len(protocol.corruptions)} corruptions, {len(protocol.cells())} cells")
+    for analysis in ANALYSES.values():
+        for heading, entries in analysis.catalogue():
+            print(f"{heading}:")
+            for name, description in entries:
+                print(f"  {name:<20} {description}")
     print("model variants:")
     print(f"  {', '.join(VARIANT_NAMES)}, deeplabv3plus-r50, deeplabv3plus-r101")
     return 0

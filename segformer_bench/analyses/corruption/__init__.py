@@ -61,6 +61,12 @@ class CorruptionAnalysis(Analysis):
     def resolve_paths(self, spec: CorruptionSpec, resolve: Callable[[str | None], str | None]) -> CorruptionSpec:
         return dataclasses.replace(spec, tree=resolve(spec.tree))
 
+    def catalogue(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        from ...corruptions.protocols import PROTOCOLS
+
+        return [("protocols", [(name, f"{len(p.corruptions)} corruptions, {len(p.cells())} cells")
+                               for name, p in PROTOCOLS.items()])]
+
     def describe(self, spec: CorruptionSpec) -> str:
         return f"corruption (protocol {spec.protocol})"
 
