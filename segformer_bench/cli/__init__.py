@@ -129,13 +129,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ..analyses import ANALYSES
-    from ..bench.suite import load_suite
+    from ..bench.validate import validate_suite
 
-    for path in args.suites:
-        suite = load_suite(path)
-        parts = ", ".join(ANALYSES[a].describe(suite.section(a)) for a in suite.analyses)
-        print(f"{suite.source}: ok ({suite.name}: {len(suite.models)} model(s), {suite.dataset.name}; {parts})")
+    lines = [validate_suite(path) for path in args.suites]  # every suite checked before anything is printed
+    print("\n".join(lines))
     return 0
 
 
@@ -294,8 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="default: the suite's report directory")
     p.set_defaults(handler=_report)
 
-    p = commands.add_parser("validate", help="check suite files without running them")
-    p.add_argument("suites", nargs="+", metavar="SUITE")
+    p = commands.add_parser("validate", help="check suite files without running them",
+                            description="Check each suite's fields, its device name, that its checkpoints and other "
+                                        "input files exist, its training recipes, and that its datasets take their "
+                                        "options and open (without reading images). Prints one line per suite.")
+    p.add_argument("suites", nargs="+", metavar="SUITE", help="a suite file, or the name of one in suites/")
     p.set_defaults(handler=_validate)
 
     p = commands.add_parser("ls", help="list suites, corruption protocols and model variants")

@@ -47,7 +47,7 @@ def test_latex_is_booktabs_with_spans_bold_rules_and_escapes():
     assert lines[0] == "% Caption." and r"\begin{tabular}{lrrr}" in lines and lines[-1] == r"\end{tabular}"
     assert r" & \multicolumn{2}{c}{Blur} &  \\" in lines and r"\cmidrule(lr){2-3}" in lines
     assert r"B0 & 1.0 & 2.5 & \textbf{3.25} \\" in lines
-    b1 = lines.index(r"B1 <i> \& co (published) & -- & 4.0 & 5\_0 \\")
+    b1 = lines.index(r"B1 \textless{}i\textgreater{} \& co (published) & -- & 4.0 & 5\_0 \\")
     assert lines[b1 - 1] == r"\midrule"  # the rule before row 1
 
 
