@@ -21,9 +21,12 @@ from .errors import UserError
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """The image at `path` as an (H, W, 3) uint8 RGB array (grey, palette and RGBA images are converted).
+    """The image at `path` as an (H, W, 3) uint8 RGB array, converted by ``rgb_array``'s rules (palette and
+    grey images through their palette or as grey, 16-bit samples by their high byte, 32-bit and float
+    images refused).
 
-    The whole file is decoded here, so a truncated or corrupt file fails now, naming the file.
+    An image whose header promises more pixels than ``max_image_pixels()`` is refused before it is decoded;
+    the whole file is decoded here otherwise, so a truncated or corrupt file fails now, naming the file.
     """
     path = Path(path)
     if not path.exists():
@@ -31,9 +34,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if path.is_dir():
         raise UserError(f"{path}: is a directory; pass image files (e.g. {path / '*.png'})")
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()
-            return np.array(image.convert("RGB"))  # a writable copy, which torch.from_numpy needs
+            return rgb_array(image, path)
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image Pillow can read; pass a PNG, JPEG or other common image file") from None
     except Image.DecompressionBombError as e:
@@ -103,3 +106,64 @@ def sha256_of(path: str | os.PathLike) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+# --- reading images: the pixel budget and the conversion to 8-bit RGB --------------------------------------
+
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192  # 67 Mpx, 192 MiB as RGB: 32 Cityscapes frames; raise it with the variable
+MAX_PIXELS_VARIABLE = "SEGFORMER_BENCH_MAX_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The pixel budget of one image: ``$SEGFORMER_BENCH_MAX_PIXELS`` if set (a positive integer), else
+    ``DEFAULT_MAX_IMAGE_PIXELS``. Pillow's own decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``,
+    twice which it refuses to open) still applies above it."""
+    text = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        budget = int(text)
+    except ValueError:
+        budget = 0
+    if budget < 1:
+        raise UserError(f"${MAX_PIXELS_VARIABLE} must be a positive whole number of pixels, got {text!r}")
+    return budget
+
+
+@contextmanager
+def open_image(path: Path) -> Iterator[Image.Image]:
+    """``Image.open(path)`` refused, before any pixel is decoded, when its header promises more pixels than
+    ``max_image_pixels()``: the check costs a header read, whatever the file claims."""
+    import warnings
+
+    with warnings.catch_warnings():  # this budget, checked below, replaces Pillow's warning
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(path)
+    with image:
+        width, height = image.size
+        budget = max_image_pixels()
+        if width * height > budget:
+            raise UserError(f"{path}: its header says {width}×{height} = {width * height:,} pixels, more than the "
+                            f"budget of {budget:,}; downscale it, or raise ${MAX_PIXELS_VARIABLE}")
+        yield image
+
+
+# Pillow modes with 16-bit samples: they keep their high byte, v >> 8 (what Pillow itself does to the
+# samples of a 16-bit RGB PNG, and libpng's strip_16), so 0 → 0 and 65535 → 255; Pillow's convert("RGB")
+# would clip everything above 255 to white instead.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def rgb_array(image: Image.Image, path: str | os.PathLike) -> np.ndarray:
+    """A decoded image as (H, W, 3) uint8 RGB: 8-bit RGB as it is; grey (L, 1) repeated; palette (P, PA)
+    through its palette; alpha dropped (RGBA, LA); CMYK, YCbCr and the like by Pillow's conversion; 16-bit
+    grey by the high byte of each sample (``SIXTEEN_BIT_MODES``). 32-bit integer (I) and float (F) images
+    have no standard range and are refused rather than clipped."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        grey = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode in ("I", "F"):
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        raise UserError(f"{path}: a {kind} image (Pillow mode {image.mode}) has no standard range to map to "
+                        "8 bits; save it as an 8-bit (or 16-bit) PNG or JPEG, scaled as you intend")
+    return np.array(image.convert("RGB"))  # a writable copy, which torch.from_numpy needs

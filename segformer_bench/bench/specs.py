@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..config import ConfigError
+from ..data import check_dataset_options
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,13 @@ class DatasetSpec:
     root: str | None = None  # default: $CITYSCAPES_ROOT / $ADE20K_ROOT
     split: str = "val"
     limit: int | None = None  # evaluate the first N images only
-    options: dict[str, Any] = field(default_factory=dict)  # SynthCity: size, length, seed
+    options: dict[str, Any] = field(default_factory=dict)  # SynthCity: size, length, seed, cache
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and (type(self.limit) is not int or self.limit < 1):
+            raise ConfigError(f"limit must be a positive number of images (or null for all), "
+                              f"got {self.limit!r}")
+        check_dataset_options(self.name, self.options, "options")
 
 
 @dataclass(frozen=True)

@@ -82,17 +82,29 @@ def _eval(args: argparse.Namespace) -> int:
     from ..engine.evaluate import run_evaluation
 
     run_evaluation(checkpoint=args.checkpoint, dataset=args.dataset, split=args.split, root=args.data_root,
-                   preset=args.preset, overrides=args.set or [], limit=args.limit, device=args.device,
-                   out=args.out, export_cityscapes=args.export_cityscapes, progress=not args.no_progress,
-                   dataset_options=_parse_options(args.dataset_option, "--dataset-option"), log=_status)
+                   preset=args.preset, overrides=args.set or [], limit=_count(args.limit, "--limit"),
+                   device=args.device, out=args.out, export_cityscapes=args.export_cityscapes,
+                   progress=not args.no_progress, dataset_options=_dataset_options(args), log=_status)
     return 0
 
 
-def _parse_options(items: Sequence[str] | None, flag: str) -> dict:
-    """key=value pairs whose values are YAML scalars or lists (size=[512,1024])."""
+def _dataset_options(args: argparse.Namespace) -> dict:
+    """--dataset-option key=value pairs (values are YAML scalars or lists: size=[512,1024]), each key one the
+    dataset takes."""
     from ..config import parse_assignments
+    from ..data import check_dataset_options
 
-    return parse_assignments(items or [], flag)
+    options = parse_assignments(args.dataset_option or [], "--dataset-option")
+    check_dataset_options(args.dataset, options, "--dataset-option")
+    return options
+
+
+def _count(value: int | None, flag: str) -> int | None:
+    """A --limit or --workers value: None (not given) or at least 1. Checked here rather than by argparse,
+    whose usage errors are not the one line every other mistake gets."""
+    if value is not None and value < 1:
+        raise UserError(f"{flag} must be at least 1, got {value}")
+    return value
 
 
 def _corrupt(args: argparse.Namespace) -> int:
@@ -105,10 +117,13 @@ def _corrupt(args: argparse.Namespace) -> int:
         names = args.corruption or list(protocol.corruptions)
         cells = tuple((c, s) for c in names for s in (args.severity or (
             protocol.severities_of(c) if c in protocol.corruptions else SEVERITIES)))
+    if not 0 <= args.seed < 2**64:
+        raise UserError(f"--seed must be in [0, 2**64), got {args.seed}")
     job = CorruptionJob(dataset=args.dataset, split=args.split, root=args.data_root,
-                        dataset_options=_parse_options(args.dataset_option, "--dataset-option"),
-                        protocol=args.protocol, cells=cells, seed=args.seed, backend=args.backend, limit=args.limit)
-    print(generate(job, args.out, workers=args.workers, progress=not args.no_progress, log=_status))
+                        dataset_options=_dataset_options(args), protocol=args.protocol, cells=cells, seed=args.seed,
+                        backend=args.backend, limit=_count(args.limit, "--limit"))
+    workers = _count(args.workers, "--workers")
+    print(generate(job, args.out, workers=workers, progress=not args.no_progress, log=_status))
     return 0
 
 
@@ -157,9 +172,13 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _size(text: str) -> int:
-    value = int(text)
+    """A size in pixels or classes: a whole number ≥ 1 (argparse names the flag in its message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {value}")
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
     return value
 
 
@@ -251,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cityscapes, cityscapes-ms, ade20k, ade20k-ms or whole (default: the dataset's own)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="override an EvalSettings field, e.g. mode=whole, batch_size=4, autocast=bf16")
-    p.add_argument("--limit", type=_size, default=None, help="only the first N images")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (N ≥ 1)")
     _add_device_arg(p, "auto")
     p.add_argument("--out", metavar="JSON", help="write every number to this JSON file")
     p.add_argument("--export-cityscapes", metavar="DIR",
@@ -267,10 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="segformer", help="segformer (default), imagenet-c or all")
     p.add_argument("--corruption", action="append", metavar="NAME", help="only these corruptions (repeatable)")
     p.add_argument("--severity", action="append", type=int, metavar="N", help="only these severities (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="suite seed; per-image seeds derive from it (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="suite seed in [0, 2**64); per-image seeds derive from it (default: 0)")
     p.add_argument("--backend", default="fast", help="fast (default), reference or torch")
-    p.add_argument("--workers", type=_size, default=1, help="worker processes (default: 1)")
-    p.add_argument("--limit", type=_size, default=None, help="only the first N images")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (N ≥ 1)")
     _add_progress_arg(p)
     p.set_defaults(handler=_corrupt)
 

@@ -29,9 +29,19 @@ __all__ = ["BACKENDS", "CORRUPTIONS", "PROTOCOLS", "SEVERITIES", "Protocol", "co
            "derive_seed", "get_protocol"]
 
 
+def check_suite_seed(seed: object, where: str = "seed") -> int:
+    """A suite seed: an integer in [0, 2**64) (NumPy's seeds are unsigned; the store keeps 64 bits). Anything
+    else is a UserError naming `where`, so that two spellings never hash to different trees unnoticed."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise UserError(f"{where} must be an integer in [0, 2**64), got {str(seed)[:40]}")
+    return int(seed)
+
+
 def derive_seed(suite_seed: int, image_id: str, corruption: str, severity: int) -> int:
-    """A seed in [0, 2**32) from (suite seed, image id, corruption, severity), stable across runs and machines."""
-    key = f"{suite_seed}\x1f{image_id}\x1f{corruption}\x1f{severity}".encode()
+    """A seed in [0, 2**32) from (suite seed, image id, corruption, severity), stable across runs and machines.
+
+    `suite_seed` must be in [0, 2**64) (``check_suite_seed``)."""
+    key = f"{check_suite_seed(suite_seed)}\x1f{image_id}\x1f{corruption}\x1f{severity}".encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little")
 
 

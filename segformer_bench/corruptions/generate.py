@@ -7,8 +7,11 @@ split, root, options), so readers take labels from it, and records the protocol,
 the backend, package versions, and a SHA-256 per written file.
 
 Every file is written to a temporary name and renamed, so a killed run leaves no truncated file; running
-the same command again skips finished files. A directory holding a manifest of another protocol, seed,
-backend or dataset is refused.
+the same command again skips finished files. Finished files are recorded as they finish: the manifest is
+written before the first image, then each finished image appends one line (its files and hashes) to
+``manifest.journal``, which the next run (or the end of this one) folds into the manifest; so a killed run
+redoes at most the images in flight. Worker processes exit when the parent dies. A directory holding a
+manifest of another protocol, seed, backend or dataset is refused, and so is a manifest of the wrong shape.
 """
 
 from __future__ import annotations
@@ -18,10 +21,9 @@ import io
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -30,10 +32,11 @@ from ..data.base import SegmentationDataset
 from ..errors import UserError
 from ..image_io import atomic_path, write_json
 from ..versions import package_versions
-from . import BACKENDS, check_name, check_severity, corrupt, derive_seed
+from . import BACKENDS, check_name, check_severity, check_suite_seed, corrupt, derive_seed
 from .protocols import get_protocol
 
 MANIFEST = "manifest.json"
+JOURNAL = "manifest.journal"  # one JSON object per finished image: {relative file: sha256}
 FORMAT_VERSION = 1
 
 
@@ -50,6 +53,11 @@ class CorruptionJob:
     seed: int = 0
     backend: str = "fast"
     limit: int | None = None
+
+    def __post_init__(self) -> None:
+        check_suite_seed(self.seed, "seed")
+        if self.limit is not None and (type(self.limit) is not int or self.limit < 1):
+            raise UserError(f"limit must be at least 1 (or None for every image), got {self.limit!r}")
 
     def resolved_cells(self) -> list[tuple[str, int]]:
         cells = list(self.cells) or get_protocol(self.protocol).cells()
@@ -81,6 +89,25 @@ def _png_bytes(array: np.ndarray) -> bytes:
 _WORKER: dict = {}
 
 
+def _exit_with_parent() -> None:
+    """Pool initializer: end this worker as soon as the parent process dies (kill -9 included), instead of
+    leaving it orphaned. The parent's sentinel (a pipe whose writer only the parent holds) becomes readable
+    when the parent is gone."""
+    import multiprocessing as mp
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _worker_dataset(job: CorruptionJob) -> SegmentationDataset:
     if _WORKER.get("job") != job:
         _WORKER["job"] = job
@@ -106,20 +133,86 @@ def _process_image(args: tuple[CorruptionJob, int, str, list[tuple[str, int]]]) 
     return written
 
 
+def _manifest_error(path: Path, problem: str) -> UserError:
+    return UserError(f"{path}: not a corrupted-tree manifest ({problem}); make the tree again with "
+                     "`segformer-bench corrupt` into an empty --out directory")
+
+
+def _relative_file(name: object) -> bool:
+    """Whether `name` is a relative path inside the tree: no absolute path, drive, '..' or empty part."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        return False
+    parts = PurePosixPath(name).parts
+    return not PurePosixPath(name).is_absolute() and ".." not in parts and ":" not in parts[0]
+
+
+_JOB_FIELDS = {"dataset": str, "split": str, "root": (str, type(None)), "options": dict, "protocol": str,
+               "cells": list, "seed": int, "backend": str, "limit": (int, type(None))}
+
+
+def read_manifest(path: Path) -> dict:
+    """The manifest at `path`, checked for the shape ``generate`` writes (the job, the images, the files); a
+    file that is not JSON, or JSON of another shape, is a UserError naming the file and what is wrong.
+
+    The image paths it holds are checked to stay inside the tree: readers build file names from them."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _manifest_error(path, "not valid JSON") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if not isinstance(manifest, dict):
+        raise _manifest_error(path, f"a JSON {type(manifest).__name__}, not an object")
+    missing = [k for k in ("job", "images", "files") if k not in manifest]
+    if missing:
+        raise _manifest_error(path, f"no {', '.join(missing)}")
+    job, images, files = manifest["job"], manifest["images"], manifest["files"]
+    if not isinstance(job, dict):
+        raise _manifest_error(path, "'job' is not an object")
+    for key, kind in _JOB_FIELDS.items():
+        if key not in job:
+            raise _manifest_error(path, f"'job' has no {key!r}")
+        if not isinstance(job[key], kind) or isinstance(job[key], bool):
+            raise _manifest_error(path, f"'job'.{key} has the wrong type ({type(job[key]).__name__})")
+    if not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and type(c[1]) is int
+               for c in job["cells"]):
+        raise _manifest_error(path, "'job'.cells is not a list of [corruption, severity] pairs")
+    if not isinstance(images, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("name"), str) and _relative_file(i.get("image")) for i in images):
+        raise _manifest_error(path, "'images' is not a list of {name, image} with image paths inside the tree")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise _manifest_error(path, "'files' is not an object of file → sha256")
+    return manifest
+
+
+def _read_journal(path: Path) -> dict[str, str]:
+    """The files a journal records as finished; a line that does not parse (the one being written when the
+    run was killed) is skipped, so its files are made again."""
+    done: dict[str, str] = {}
+    if not path.is_file():
+        return done
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict):
+            done.update({k: v for k, v in entry.items() if isinstance(k, str) and isinstance(v, str)})
+    return done
+
+
 def _load_manifest(out: Path, job: CorruptionJob) -> dict:
     path = out / MANIFEST
     if not path.exists():
         return {"format_version": FORMAT_VERSION, "job": job.identity(), "versions": package_versions(), "images": [],
                 "files": {}}
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{path}: not valid JSON; delete it (and the tree) to start anew") from None
-    if manifest.get("job") != job.identity():
-        theirs = manifest.get("job", {})
+    manifest = read_manifest(path)
+    if manifest["job"] != job.identity():
+        theirs = manifest["job"]
         changed = sorted(k for k in set(theirs) | set(job.identity()) if theirs.get(k) != job.identity().get(k))
         raise UserError(f"{out} holds a corrupted tree made differently (protocol {theirs.get('protocol')!r}; "
                         f"differs in: {', '.join(changed)}); choose another --out directory")
+    manifest["files"].update(_read_journal(out / JOURNAL))  # a journal is only ever written after its manifest
     return manifest
 
 
@@ -140,15 +233,17 @@ def generate(job: CorruptionJob, out: str | os.PathLike, workers: int = 1, progr
 
     if job.backend not in BACKENDS:
         raise UserError(f"unknown corruption backend {job.backend!r}: choose one of {', '.join(BACKENDS)}")
+    if type(workers) is not int or workers < 1:
+        raise UserError(f"workers must be at least 1, got {workers!r}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory; choose another --out")
+    manifest = _load_manifest(out, job)
     dataset = build_dataset(job.dataset, job.split, job.root, **job.dataset_options)
     n = len(dataset) if job.limit is None else min(job.limit, len(dataset))
     if n == 0:
         raise UserError(f"the {job.dataset} {job.split} split has no images")
     cells = job.resolved_cells()
-    manifest = _load_manifest(out, job)
     done = set(manifest["files"])
     pending: list[tuple[int, list[tuple[str, int]]]] = []
     for i in range(n):
@@ -160,6 +255,8 @@ def generate(job: CorruptionJob, out: str | os.PathLike, workers: int = 1, progr
     remaining = sum(len(t) for _, t in pending)
     if not pending:
         log(f"{out}: all {total} files present")
+        if (out / JOURNAL).exists():  # a run killed after its last file: fold its journal in
+            _publish(out, manifest)
         return out / MANIFEST
     out.mkdir(parents=True, exist_ok=True)
     if check_space:
@@ -171,30 +268,35 @@ def generate(job: CorruptionJob, out: str | os.PathLike, workers: int = 1, progr
             raise UserError(f"{out}: about {need / 2**30:.1f} GiB needed but {free / 2**30:.1f} GiB free; "
                             "free space, pass --limit, or choose fewer corruptions")
     manifest["images"] = [{"name": dataset.name(i), "image": relative_image_path(dataset, i)} for i in range(n)]
+    _publish(out, manifest)  # the job is on disk before any journal line that depends on it
     tasks = [(job, i, str(out), todo) for i, todo in pending]
     bar = tqdm(total=total, initial=total - remaining, desc="corrupting", unit="img", disable=not progress)
-    last_save = time.monotonic()
+    with open(out / JOURNAL, "a") as journal:
 
-    def record(results: list[tuple[str, str]]) -> None:
-        nonlocal last_save
-        manifest["files"].update(dict(results))
-        bar.update(len(results))
-        if time.monotonic() - last_save > 10:
-            write_json(out / MANIFEST, manifest)
-            last_save = time.monotonic()
+        def record(results: list[tuple[str, str]]) -> None:
+            manifest["files"].update(dict(results))
+            journal.write(json.dumps(dict(results)) + "\n")
+            journal.flush()  # in the kernel's hands now: a kill -9 of this process cannot lose it
+            bar.update(len(results))
 
-    try:
-        if workers > 1:
-            import multiprocessing as mp
+        try:
+            if workers > 1:
+                import multiprocessing as mp
 
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for results in pool.imap_unordered(_process_image, tasks):
-                    record(results)
-        else:
-            for task in tasks:
-                record(_process_image(task))
-    finally:
-        bar.close()
-        manifest["files"] = dict(sorted(manifest["files"].items()))
-        write_json(out / MANIFEST, manifest)
+                with mp.get_context("spawn").Pool(workers, initializer=_exit_with_parent) as pool:
+                    for results in pool.imap_unordered(_process_image, tasks):
+                        record(results)
+            else:
+                for task in tasks:
+                    record(_process_image(task))
+        finally:
+            bar.close()
+    _publish(out, manifest)
     return out / MANIFEST
+
+
+def _publish(out: Path, manifest: dict) -> None:
+    """Write the whole manifest (files sorted), then drop the journal it now contains."""
+    manifest["files"] = dict(sorted(manifest["files"].items()))
+    write_json(out / MANIFEST, manifest)
+    (out / JOURNAL).unlink(missing_ok=True)

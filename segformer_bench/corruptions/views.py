@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from ..data.base import SegmentationDataset
 from ..errors import UserError
 from ..image_io import read_image
 from . import corrupt, derive_seed
-from .generate import MANIFEST
+from .generate import MANIFEST, read_manifest
 
 
 class CorruptedView(SegmentationDataset):
@@ -51,13 +50,21 @@ class CorruptedTree(SegmentationDataset):
         path = self.tree / MANIFEST
         if not path.is_file():
             raise UserError(f"{self.tree}: no {MANIFEST}; make the tree with `segformer-bench corrupt`")
-        manifest = json.loads(path.read_text())
+        manifest = read_manifest(path)
         job = manifest["job"]
         if [corruption, severity] not in job["cells"]:
             raise UserError(f"{self.tree}: has no {corruption} at severity {severity} (protocol {job['protocol']})")
-        self.source = build_dataset(job["dataset"], job["split"], job["root"], **job["options"])
+        try:
+            self.source = build_dataset(job["dataset"], job["split"], job["root"], **job["options"])
+        except UserError as e:
+            raise UserError(f"{path}: the tree's source dataset cannot be opened: {e}") from None
         self.info = self.source.info
         self.images = manifest["images"]
+        # Labels come from the source by index: the tree's images must be the source's, in its order.
+        if len(self.images) > len(self.source) or any(
+                image["name"] != self.source.name(i) for i, image in enumerate(self.images)):
+            raise UserError(f"{path}: its images are not those of its source dataset ({job['dataset']} "
+                            f"{job['split']}, {len(self.source)} images) any more; make the tree again")
         self.corruption, self.severity = corruption, severity
 
     def __len__(self) -> int:

@@ -2,20 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .base import IGNORE_INDEX, DataError, DatasetInfo, Sample, SegmentationDataset, check_sample
 
 DATASETS = ("synthcity", "cityscapes", "ade20k")
 
-__all__ = ["DATASETS", "IGNORE_INDEX", "DataError", "DatasetInfo", "Sample", "SegmentationDataset",
-           "build_dataset", "check_sample", "class_names"]
+# The options each dataset's constructor takes besides its split and root (SynthCity renders, so it has the
+# most); every door that takes options from a user (--dataset-option, a suite's dataset.options, a training
+# config's dataset_options) is checked against this table before anything is built.
+DATASET_OPTIONS: dict[str, tuple[str, ...]] = {
+    "synthcity": ("size", "length", "seed", "cache"),
+    "cityscapes": ("labels",),
+    "ade20k": (),
+}
+_TITLES = {"synthcity": "SynthCity", "cityscapes": "Cityscapes", "ade20k": "ADE20K"}
+
+__all__ = ["DATASETS", "DATASET_OPTIONS", "IGNORE_INDEX", "DataError", "DatasetInfo", "Sample",
+           "SegmentationDataset", "build_dataset", "check_dataset_options", "check_sample", "class_names"]
 
 
-def build_dataset(name: str, split: str = "val", root: str | None = None, **options: object) -> SegmentationDataset:
+def check_dataset_options(name: str, options: Mapping[str, object], where: str = "dataset options") -> None:
+    """A DataError naming `where` (the flag or field they came from), the unknown keys of `options` and the
+    allowed ones for dataset `name`. Values are checked by the dataset's constructor."""
+    if name not in DATASET_OPTIONS:
+        raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    if not isinstance(options, Mapping):
+        raise DataError(f"{where}: expected a mapping of {_TITLES[name]} options, got {type(options).__name__}")
+    allowed = DATASET_OPTIONS[name]
+    unknown = [str(k) for k in options if k not in allowed]
+    if unknown:
+        choices = f"allowed: {', '.join(allowed)}" if allowed else f"{_TITLES[name]} takes none"
+        raise DataError(f"{where}: unknown {_TITLES[name]} option(s) {', '.join(map(repr, unknown))}; {choices}")
+
+
+def build_dataset(name: str, split: str = "val", root: str | None = None, /, **options: object) -> SegmentationDataset:
     """The dataset `name` ('synthcity', 'cityscapes' or 'ade20k') for `split` ('train', 'val', 'test').
 
-    `root` defaults to $CITYSCAPES_ROOT / $ADE20K_ROOT; SynthCity needs none and takes ``size``, ``length``
-    and ``seed`` options.
+    `root` defaults to $CITYSCAPES_ROOT / $ADE20K_ROOT; SynthCity needs none and takes ``size``, ``length``,
+    ``seed`` and ``cache`` options, Cityscapes ``labels`` (``DATASET_OPTIONS``); any other is a DataError.
     """
+    check_dataset_options(name, options)
     if name == "synthcity":
         from .synthcity import SynthCity
 
@@ -24,11 +51,9 @@ def build_dataset(name: str, split: str = "val", root: str | None = None, **opti
         from .cityscapes import Cityscapes
 
         return Cityscapes(root, split, **options)
-    if name == "ade20k":
-        from .ade20k import ADE20K
+    from .ade20k import ADE20K
 
-        return ADE20K(root, split, **options)
-    raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    return ADE20K(root, split, **options)
 
 
 def class_names(name: str) -> tuple[str, ...]:

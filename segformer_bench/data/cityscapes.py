@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import UserError
+from ..image_io import open_image, rgb_array
 from .base import IGNORE_INDEX, DataError, DatasetInfo, SegmentationDataset, check_sample
 from .labels import CITYSCAPES_CLASSES, NUM_CITYSCAPES_CLASSES, label_ids_to_train_ids
 
@@ -41,6 +43,8 @@ class Cityscapes(SegmentationDataset):
     splits = ("train", "val", "test")
 
     def __init__(self, root: str | os.PathLike | None = None, split: str = "val", *, labels: bool = True) -> None:
+        if not isinstance(labels, bool):
+            raise DataError(f"Cityscapes option labels must be true or false, got {labels!r}")
         if split not in self.splits:
             raise DataError(f"unknown Cityscapes split {split!r}: choose one of {', '.join(self.splits)}")
         if split == "test" and labels:
@@ -131,27 +135,32 @@ def require_dir(path: Path, why: str) -> Path:
 
 
 def read_image_file(path: Path) -> np.ndarray:
-    """The (H, W, 3) uint8 RGB image at `path`, fully decoded (grey and palette images converted, as
-    mmseg's loader does); any failure is a DataError naming the file."""
+    """The (H, W, 3) uint8 RGB image at `path`, fully decoded and converted by ``image_io.rgb_array`` (grey
+    and palette images as mmseg's loader converts them, 16-bit ones by their high byte); an image over the
+    pixel budget is refused before decoding; any failure is a DataError naming the file."""
     with _decoding(path, "image"):
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()  # decode now, so that a truncated file fails here
-            return np.array(image.convert("RGB"))
+            return rgb_array(image, path)
 
 
-# single-channel Pillow modes whose pixel values are class ids; "P" reads as its palette indices
+# single-channel Pillow modes whose pixel values are class ids; "P" reads as its palette indices, never its
+# colours (a palette label PNG's indices are its class ids)
 _ID_MODES = {"L", "P", "1", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
 def read_label_file(path: Path) -> np.ndarray:
     """The single-channel label map at `path` as (H, W) uint8, fully decoded; DataError naming the file
-    when it is missing, unreadable, truncated, not single-channel or has values above 255."""
+    when it is missing, unreadable, truncated, over the pixel budget (checked before decoding), not one
+    channel of integers, or has values above 255 (16-bit label PNGs are read as they are, never scaled)."""
     with _decoding(path, "label"):
-        with Image.open(path) as image:
-            image.load()
+        with open_image(path) as image:
             if image.mode not in _ID_MODES:
-                raise DataError(f"{path}: label has mode {image.mode} ({len(image.getbands())} channels), not one "
-                                f"channel of class ids; use the id PNGs (e.g. *_labelIds.png), not colour maps")
+                kind = ("floating-point values" if image.mode == "F"
+                        else f"{len(image.getbands())} channels")
+                raise DataError(f"{path}: label has mode {image.mode} ({kind}), not one channel of class ids; "
+                                f"use the id PNGs (e.g. *_labelIds.png), not colour maps")
+            image.load()
             label = np.array(image)
     if label.dtype != np.uint8:
         if label.size and (label.min() < 0 or label.max() > 255):
@@ -165,6 +174,10 @@ def _decoding(path: Path, what: str) -> Iterator[None]:
     """Turn Pillow's failures while reading `path` into one-line DataErrors naming the file."""
     try:
         yield
+    except DataError:
+        raise
+    except UserError as e:  # the pixel budget and conversion rules of image_io, as this module's error
+        raise DataError(str(e)) from None
     except FileNotFoundError:
         raise DataError(f"{path}: no such {what} file; restore it from the dataset archive") from None
     except IsADirectoryError:

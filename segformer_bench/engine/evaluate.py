@@ -182,6 +182,30 @@ def format_table(result: EvalResult) -> str:
 DEFAULT_PRESET = {"cityscapes": "cityscapes", "ade20k": "ade20k", "synthcity": "whole"}
 
 
+def check_eval_outputs(out: str | os.PathLike | None, export_cityscapes: str | os.PathLike | None) -> None:
+    """Refuse, before anything is loaded or computed, outputs that could only fail at the end: a JSON file
+    (`out`, with its ``.npz`` beside it) that is a directory, or an export directory that is a file."""
+    from ..errors import UserError
+
+    if out is not None:
+        path = Path(out)
+        if path.suffix == ".npz":
+            raise UserError(f"--out {path}: name the JSON file (e.g. {path.with_suffix('.json')}); the per-image "
+                            ".npz is written beside it")
+        for target in (path, path.with_suffix(".npz")):
+            if target.is_dir():
+                raise UserError(f"--out {target}: is a directory; --out names the JSON file to write, e.g. "
+                                f"{path / 'eval.json'}")
+    if export_cityscapes is not None and Path(export_cityscapes).exists() and not Path(export_cityscapes).is_dir():
+        raise UserError(f"--export-cityscapes {export_cityscapes}: exists and is not a directory; name a "
+                        "directory for the labelId PNGs")
+    for flag, target in (("--out", out), ("--export-cityscapes", export_cityscapes)):
+        if target is not None:
+            nearest = next(p for p in Path(target).absolute().parents if p.exists())
+            if not nearest.is_dir():
+                raise UserError(f"{flag} {target}: {nearest} is a file, so nothing can be written under it")
+
+
 def run_evaluation(checkpoint: str, dataset: str, split: str = "val", root: str | None = None,
                    preset: str | None = None, overrides: Sequence[str] = (), limit: int | None = None,
                    device: str = "auto", out: str | None = None, export_cityscapes: str | None = None,
@@ -195,6 +219,9 @@ def run_evaluation(checkpoint: str, dataset: str, split: str = "val", root: str 
     from ..versions import package_versions
     from .distributed import device_for, init_from_env
 
+    check_eval_outputs(out, export_cityscapes)
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise ConfigError(f"limit must be at least 1 (or None for every image), got {limit!r}")
     preset = preset or DEFAULT_PRESET.get(dataset, "whole")
     if preset not in EVAL_PRESETS:
         raise ConfigError(f"unknown eval preset {preset!r}: choose one of {', '.join(EVAL_PRESETS)}")

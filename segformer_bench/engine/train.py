@@ -104,6 +104,9 @@ class TrainConfig:
             raise UserError(f"crop {self.crop} is too small: at least 32×32")
         if self.checkpoint_interval < 1 or self.log_interval < 1 or self.eval_interval < 0:
             raise UserError("checkpoint_interval and log_interval must be ≥ 1, eval_interval ≥ 0")
+        from ..data import check_dataset_options  # before the run directory is made, not when the data is built
+
+        check_dataset_options(self.dataset, self.dataset_options, "dataset_options")
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {

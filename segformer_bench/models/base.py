@@ -12,6 +12,7 @@ the package's errors and the input statistics, nothing else of the package.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
@@ -133,6 +134,19 @@ def reject_unknown(names: Iterable[str], config: type, what: str) -> None:
     unknown = sorted(set(names) - set(allowed))
     if unknown:
         raise UserError(f"unknown {what} {', '.join(unknown)}: allowed are {', '.join(allowed)}")
+
+
+def positive_int(value: object, where: str) -> int:
+    """`value` as an int if it is a whole number ≥ 1 (a Python or NumPy integer, not a bool), else a UserError
+    naming `where`: a config read from a checkpoint can hold anything, and a zero width or head count would
+    otherwise fail deep inside the model."""
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < 1:
+        raise UserError(f"{where} must hold positive integers, got {value!r}")
+    return number
 
 
 def config_from_dict(config: type, data: Mapping[str, Any], what: str) -> Any:

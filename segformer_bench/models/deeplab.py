@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from .base import EncoderDecoder, config_from_dict, reject_unknown
+from .base import EncoderDecoder, config_from_dict, positive_int, reject_unknown
 
 ARCH = "deeplabv3plus"  # the "arch" field of a saved config; SegFormer configs have none
 MIN_INPUT_SIDE = 32  # the project's floor for any model; the network itself runs on any size ≥ 1
@@ -70,20 +70,19 @@ class DeepLabConfig:
     dropout: float = 0.1  # Dropout2d before the classifier
 
     def __post_init__(self) -> None:
-        if self.depth not in RESNET_BLOCKS:
+        if type(self.depth) is not int or self.depth not in RESNET_BLOCKS:
             depths = ", ".join(map(str, RESNET_BLOCKS))
-            raise UserError(f"DeepLabConfig.depth must be one of {depths}, got {self.depth}")
-        if self.output_stride not in (8, 16):
-            raise UserError(f"DeepLabConfig.output_stride must be 8 or 16, got {self.output_stride}")
-        rates = tuple(int(r) for r in self.aspp_rates)
-        if not rates or min(rates) < 1:
+            raise UserError(f"DeepLabConfig.depth must be one of {depths}, got {self.depth!r}")
+        if type(self.output_stride) is not int or self.output_stride not in (8, 16):
+            raise UserError(f"DeepLabConfig.output_stride must be 8 or 16, got {self.output_stride!r}")
+        if not isinstance(self.aspp_rates, (tuple, list)) or not self.aspp_rates:
             raise UserError(f"DeepLabConfig.aspp_rates needs at least one rate ≥ 1, got {self.aspp_rates!r}")
+        rates = tuple(positive_int(r, "DeepLabConfig.aspp_rates") for r in self.aspp_rates)
         object.__setattr__(self, "aspp_rates", rates)
         for name in ("num_classes", "channels", "c1_channels"):
-            if getattr(self, name) < 1:
-                raise UserError(f"DeepLabConfig.{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"DeepLabConfig.dropout must be in [0, 1), got {self.dropout}")
+            positive_int(getattr(self, name), f"DeepLabConfig.{name}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise UserError(f"DeepLabConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
 
     def to_dict(self) -> dict:
         """The fields, plus ``arch`` so that a checkpoint reader can tell this config from a SegFormer's."""

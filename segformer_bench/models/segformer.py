@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from .base import EncoderDecoder, config_from_dict, reject_unknown
+from .base import EncoderDecoder, config_from_dict, positive_int, reject_unknown
 
 # LayerNorm eps of the released code: blocks and stage norms were built with partial(LayerNorm,
 # eps=1e-6); the patch-embedding and spatial-reduction norms are plain nn.LayerNorm (1e-5).
@@ -62,21 +62,28 @@ class SegFormerConfig:
     pos_embed_size: tuple[int, int] = (512, 512)  # input size (H, W) the learned embedding is sized for
 
     def __post_init__(self) -> None:
-        for name in ("embed_dims", "depths", "num_heads", "sr_ratios", "patch_sizes", "strides"):
+        # Every size is a positive integer: a zero head count or stride would otherwise surface later as a
+        # ZeroDivisionError or an empty tensor deep inside the model (a config.json can say anything).
+        for name, count in (("embed_dims", 4), ("depths", 4), ("num_heads", 4), ("sr_ratios", 4),
+                            ("patch_sizes", 4), ("strides", 4), ("pos_embed_size", 2)):
             value = getattr(self, name)
-            if len(value) != 4:
-                raise UserError(f"SegFormerConfig.{name} needs 4 values (one per stage), got {value!r}")
-            object.__setattr__(self, name, tuple(int(v) for v in value))
-        object.__setattr__(self, "pos_embed_size", tuple(int(v) for v in self.pos_embed_size))
+            if not isinstance(value, (tuple, list)) or len(value) != count:
+                per = " (one per stage)" if count == 4 else ""
+                raise UserError(f"SegFormerConfig.{name} needs {count} values{per}, got {value!r}")
+            object.__setattr__(self, name, tuple(positive_int(v, f"SegFormerConfig.{name}") for v in value))
+        for name in ("decoder_dim", "num_classes", "mlp_ratio", "in_chans"):
+            positive_int(getattr(self, name), f"SegFormerConfig.{name}")
         for dim, heads in zip(self.embed_dims, self.num_heads, strict=True):
             if dim % heads:
                 raise UserError(f"SegFormerConfig: embed dim {dim} is not divisible by {heads} heads")
+        for name in ("drop_path_rate", "head_dropout"):
+            rate = getattr(self, name)
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+                raise UserError(f"SegFormerConfig.{name} must be a number in [0, 1), got {rate!r}")
         if self.ffn not in ("mix", "plain"):
             raise UserError(f"SegFormerConfig.ffn must be 'mix' or 'plain', got {self.ffn!r}")
         if self.pos_embed not in ("none", "learned"):
             raise UserError(f"SegFormerConfig.pos_embed must be 'none' or 'learned', got {self.pos_embed!r}")
-        if self.num_classes < 1:
-            raise UserError(f"SegFormerConfig.num_classes must be at least 1, got {self.num_classes}")
 
     def to_dict(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)

@@ -33,10 +33,10 @@ class SynthCity(SegmentationDataset):
                  seed: int = 0, cache: bool = False):
         if split not in SPLITS:
             raise UserError(f"SynthCity has no split {split!r}; choose one of {', '.join(SPLITS)}")
-        if length is not None and (not isinstance(length, int) or length < 0):
+        if length is not None and (type(length) is not int or length < 0):
             raise UserError(f"SynthCity length must be a non-negative integer (or None for {SPLITS[split][1]}); "
                             f"got {length!r}")
-        if not isinstance(seed, int) or seed < 0:
+        if type(seed) is not int or seed < 0:
             raise UserError(f"SynthCity seed must be a non-negative integer; got {seed!r}")
         if not isinstance(cache, bool):
             raise UserError(f"SynthCity cache must be true or false; got {cache!r}")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, UserError
 from ..base import SegmentationModel
 from ..deeplab import ARCH as DEEPLAB_ARCH
 from ..deeplab import DeepLabV3Plus
@@ -104,7 +104,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
         raise CheckpointError(f"{path}: {fmt} checkpoint has tensors this model does not know: {shown}")
     if config is None and hf_config is not None:
-        config = config_from_hf(hf_config)
+        config = config_from_hf(hf_config, str(path / "config.json"))
     return state, config, fmt
 
 
@@ -145,7 +145,11 @@ def load_model(path: str | os.PathLike, num_classes: int | None = None) -> Segme
             except CheckpointError as e:
                 raise CheckpointError(f"{path}: {e}") from None
         return deeplab.eval()
-    model = SegFormer(infer_config(state, known, num_classes))
+    try:
+        config = infer_config(state, known, num_classes)
+    except UserError as e:  # shapes no SegFormer has, e.g. a config.json with zero heads
+        raise CheckpointError(f"{path}: {e}; fix or re-download the checkpoint") from None
+    model = SegFormer(config)
     encoder_only = not any(k.startswith("head.") for k in state)
     try:
         load_state_strict(model, state, only_prefix="encoder." if encoder_only else "")

@@ -27,27 +27,56 @@ def read_hf_dir(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{path}: a checkpoint directory needs config.json (HuggingFace layout)")
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{config_path}: not valid JSON ({e})") from None
+    config = _read_json_object(config_path, "the model's config")
     if config.get("model_type") not in (None, "segformer"):
         raise CheckpointError(f"{config_path}: model_type is {config['model_type']!r}, not 'segformer'")
     state: dict[str, torch.Tensor] = {}
     for index_name, reader in (("model.safetensors.index.json", "st"), ("pytorch_model.bin.index.json", "pt")):
         if (path / index_name).is_file():
-            shards = sorted(set(json.loads((path / index_name).read_text())["weight_map"].values()))
-            for shard in shards:
-                state.update(safetensors_load(path / shard)[0] if reader == "st" else torch_load(path / shard))
+            for shard in _shards(path / index_name):
+                state.update(safetensors_load(path / shard)[0] if reader == "st" else _torch_state(path / shard))
             return state, config
     if (path / "model.safetensors").is_file():
         return safetensors_load(path / "model.safetensors")[0], config
     if (path / "pytorch_model.bin").is_file():
-        loaded = torch_load(path / "pytorch_model.bin")
-        if not isinstance(loaded, Mapping):
-            raise CheckpointError(f"{path / 'pytorch_model.bin'}: expected a state dict")
-        return dict(loaded), config
+        return _torch_state(path / "pytorch_model.bin"), config
     raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin next to config.json")
+
+
+def _read_json_object(path: Path, what: str) -> dict:
+    """The JSON object in `path` (`what` it holds, for the message); anything else is a CheckpointError."""
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e}); download the checkpoint directory again") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: holds a JSON {type(data).__name__}, not an object of {what}; download the "
+                              "checkpoint directory again")
+    return data
+
+
+def _shards(index: Path) -> list[str]:
+    """The shard files an ``*.index.json`` names: plain file names in its own directory, never a path."""
+    weight_map = _read_json_object(index, "shard names").get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: has no 'weight_map' object (tensor name → shard file); download the "
+                              "checkpoint directory again")
+    shards = sorted({str(v) for v in weight_map.values()})
+    for shard in shards:
+        if Path(shard).name != shard or shard in ("", ".", ".."):
+            raise CheckpointError(f"{index}: shard {shard!r} is not a file name in the checkpoint directory; "
+                                  "refusing to read outside it")
+        if not (index.parent / shard).is_file():
+            raise CheckpointError(f"{index}: names the shard {shard}, which is missing; download it again")
+    return shards
+
+
+def _torch_state(path: Path) -> dict[str, torch.Tensor]:
+    loaded = torch_load(path)
+    if not isinstance(loaded, Mapping) or not all(isinstance(k, str) for k in loaded):
+        raise CheckpointError(f"{path}: expected a state dict (tensor names → tensors), found "
+                              f"{type(loaded).__name__}")
+    return dict(loaded)
 
 
 def hf_to_ours(state: Mapping[str, torch.Tensor], fmt: str) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -59,24 +88,40 @@ def hf_to_ours(state: Mapping[str, torch.Tensor], fmt: str) -> tuple[dict[str, t
     return to_ours(state, *tables)
 
 
-def config_from_hf(hf: dict) -> dict:
-    """Our SegFormerConfig fields from a transformers config.json: those the tensors' shapes do not show."""
+def config_from_hf(hf: dict, where: str = "config.json") -> dict:
+    """Our SegFormerConfig fields from a transformers config.json (`where`, for messages): those the tensors'
+    shapes do not show, each checked for its type and range."""
 
-    def pick(key: str, default):
-        return hf.get(key, default)
+    def per_stage(key: str, default: list[int]) -> list[int]:
+        value = hf.get(key, default)
+        if (not isinstance(value, list) or len(value) != 4
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+            raise CheckpointError(f"{where}: {key} must be 4 positive integers (one per stage), got "
+                                  f"{str(value)[:80]}; fix config.json or download the checkpoint again")
+        return value
 
-    mlp = pick("mlp_ratios", [4, 4, 4, 4])
+    def rate(key: str, default: float) -> float:
+        value = hf.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise CheckpointError(f"{where}: {key} must be a number in [0, 1), got {str(value)[:80]}; fix config.json")
+        return value
+
+    channels = hf.get("num_channels", 3)
+    if type(channels) is not int or channels < 1:
+        raise CheckpointError(f"{where}: num_channels must be a positive integer, got {str(channels)[:80]}; "
+                              "fix config.json")
+    mlp = per_stage("mlp_ratios", [4, 4, 4, 4])
     if len(set(mlp)) != 1:
-        raise CheckpointError(f"config.json: per-stage mlp_ratios {mlp} differ; the released models use 4 everywhere")
+        raise CheckpointError(f"{where}: per-stage mlp_ratios {mlp} differ; the released models use 4 everywhere")
     return {
-        "num_heads": pick("num_attention_heads", [1, 2, 5, 8]),
-        "sr_ratios": pick("sr_ratios", [8, 4, 2, 1]),
-        "patch_sizes": pick("patch_sizes", [7, 3, 3, 3]),
-        "strides": pick("strides", [4, 2, 2, 2]),
-        "in_chans": pick("num_channels", 3),
+        "num_heads": per_stage("num_attention_heads", [1, 2, 5, 8]),
+        "sr_ratios": per_stage("sr_ratios", [8, 4, 2, 1]),
+        "patch_sizes": per_stage("patch_sizes", [7, 3, 3, 3]),
+        "strides": per_stage("strides", [4, 2, 2, 2]),
+        "in_chans": channels,
         "mlp_ratio": mlp[0],
-        "drop_path_rate": pick("drop_path_rate", 0.1),
-        "head_dropout": pick("classifier_dropout_prob", 0.1),
+        "drop_path_rate": rate("drop_path_rate", 0.1),
+        "head_dropout": rate("classifier_dropout_prob", 0.1),
     }
 
 

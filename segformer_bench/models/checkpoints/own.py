@@ -31,7 +31,16 @@ def read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
     """The flat state dict of one checkpoint file, and its config when the file is one of ours."""
     if path.suffix == ".safetensors":
         state, meta = safetensors_load(path)
-        return state, json.loads(meta["segformer_bench_config"]) if "segformer_bench_config" in meta else None
+        if "segformer_bench_config" not in meta:
+            return state, None
+        try:
+            config = json.loads(meta["segformer_bench_config"])
+        except json.JSONDecodeError:
+            config = None
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path}: its segformer_bench_config metadata is not a JSON object of config "
+                                  "fields; save the model again with save_model")
+        return state, config
     return _unwrap(torch_load(path), path)
 
 
@@ -40,14 +49,34 @@ def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict | No
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     if obj.get("format") == FORMAT_TAG:
-        return dict(obj["model"]), dict(obj["config"])
+        return _own_parts(obj, path)
     state = obj.get("state_dict", obj)
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: 'state_dict' is not a dict of tensors")
-    tensors = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    tensors = {k.removeprefix("module."): v for k, v in state.items()
+               if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors")
     return tensors, None
+
+
+def _own_parts(obj: Mapping, path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The model state and config of a file tagged as ours; a file missing either was not written whole by
+    ``save_model`` (or was edited), and is refused rather than guessed at."""
+    model, config = obj.get("model"), obj.get("config")
+    if not isinstance(model, Mapping) or not model:
+        found = "no 'model' entry" if model is None else f"'model' is {type(model).__name__}, not a state dict"
+        raise CheckpointError(f"{path}: a {FORMAT_TAG} checkpoint without its model state ({found}); save the "
+                              "model again with save_model, or use the run's final model.pt")
+    bad = [k for k, v in model.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: its 'model' state holds {len(bad)} entries that are not named tensors "
+                              f"(first: {str(bad[0])[:80]!r}); save the model again with save_model")
+    if not isinstance(config, Mapping):
+        found = "no 'config' entry" if config is None else f"'config' is {type(config).__name__}"
+        raise CheckpointError(f"{path}: a {FORMAT_TAG} checkpoint without its config ({found}); save the model "
+                              "again with save_model")
+    return dict(model), dict(config)
 
 
 def deeplab_config(known: dict, num_classes: int | None, where: str) -> DeepLabConfig:
