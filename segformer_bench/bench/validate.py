@@ -20,7 +20,6 @@ Each problem is one ``ConfigError`` naming the suite file and the field.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,15 +100,14 @@ def check_input(path: str, where: str) -> None:
 def check_dataset(name: str, split: str, root: str | None, options: dict[str, Any], where: str) -> str | None:
     """A ConfigError unless dataset `name` takes `options` and opens (see the module docstring); a note when
     its root is left to an environment variable that is not set here."""
-    from ..data import DATASETS, build_dataset
+    from ..data import DATASETS, build_dataset, check_dataset_options
 
     if name not in DATASETS:
         raise ConfigError(f"{where}: unknown dataset {short(name)}: choose one of {', '.join(DATASETS)}")
-    allowed = _options_of(name)
-    unknown = [k for k in options if k not in allowed]
-    if unknown:
-        raise ConfigError(f"{where}: unknown {name} option(s) {', '.join(map(short, unknown))}; "
-                          f"allowed: {', '.join(allowed) or 'none'}")
+    try:
+        check_dataset_options(name, options, where)
+    except UserError as e:
+        raise ConfigError(str(e)) from None
     variable = ROOT_VARIABLES.get(name)
     if variable and not root and not os.environ.get(variable):
         return f"the {name} root is read from ${variable} at run time (not set here)"
@@ -118,17 +116,6 @@ def check_dataset(name: str, split: str, root: str | None, options: dict[str, An
     except UserError as e:
         raise ConfigError(f"{where}: {e}") from None
     return None
-
-
-def _options_of(name: str) -> list[str]:
-    """The keyword options dataset `name`'s class takes besides its root and split."""
-    if name == "synthcity":
-        from ..data.synthcity import SynthCity as cls
-    elif name == "cityscapes":
-        from ..data.cityscapes import Cityscapes as cls
-    else:
-        from ..data.ade20k import ADE20K as cls
-    return [p for p in inspect.signature(cls).parameters if p not in ("root", "split")]
 
 
 def _check_training(suite: Suite, i: int, where: str) -> list[str]:
