@@ -39,7 +39,7 @@ from ..image_io import locked_dir, sha256_of
 from ..versions import package_versions
 from .specs import ModelSpec
 from .store import Store
-from .suite import Suite, check_suite_name, suite_from_mapping, training_dir_name
+from .suite import Suite, check_suite_name, suite_from_mapping, train_config, training_dir_name
 
 
 def default_dirs(suite: Suite) -> tuple[Path, Path]:
@@ -70,13 +70,9 @@ def _model_checkpoint(spec: ModelSpec, suite: Suite, run_dir: Path, restart: boo
     a training run whose recipe changed starts anew (one whose recipe did not is kept)."""
     if spec.checkpoint is not None:
         return spec.checkpoint
-    from ..config import from_mapping, to_mapping
-    from ..engine.train import TRAIN_PRESETS, TrainConfig, config_changed, train
+    from ..engine.train import config_changed, train
 
-    assert spec.train is not None
-    fields = {**to_mapping(TRAIN_PRESETS[spec.train.preset]), **spec.train.overrides, "model": spec.variant,
-              "seed": suite.seed, "device": suite.device}
-    config = from_mapping(TrainConfig, fields, f"{suite.source}: model {spec.name!r}, train.overrides")
+    config = train_config(spec, suite, suite.source)
     target = _training_dir(spec, run_dir)
     if not (target / "model.pt").exists():
         log(f"training {spec.name} ({spec.variant}) in {target}")

@@ -92,6 +92,17 @@ def check_suite_name(name: str, where: str) -> None:
                           "with a letter or digit (no '/', '\\' or '..'); rename the suite")
 
 
+def train_config(model: ModelSpec, suite: Suite, where: str):  # -> engine.train.TrainConfig
+    """The TrainConfig a model of the suite trains with: its preset with its overrides laid over it, its variant,
+    and the suite's seed and device; a ConfigError naming `where` and the model for a bad field or value."""
+    from ..engine.train import TRAIN_PRESETS, TrainConfig
+
+    assert model.train is not None
+    fields = {**to_mapping(TRAIN_PRESETS[model.train.preset]), **model.train.overrides, "model": model.variant,
+              "seed": suite.seed, "device": suite.device}
+    return from_mapping(TrainConfig, fields, f"{where}: model {model.name!r}, train.overrides")
+
+
 def _check_names(suite: Suite, where: str) -> None:
     """The suite's name and its trained models' names are safe, distinct directory names."""
     check_suite_name(suite.name, where)
@@ -140,6 +151,8 @@ def _check(suite: Suite, where: str) -> None:
         if m.train is not None and m.train.preset not in TRAIN_PRESETS:
             raise ConfigError(f"{where}: models[{i}].train.preset {m.train.preset!r}: choose one of "
                               f"{', '.join(TRAIN_PRESETS)}")
+        if m.train is not None:
+            train_config(m, suite, where)  # its fields and values, before anything is trained or written
     if suite.reference_model is not None and suite.reference_model not in names:
         raise ConfigError(f"{where}: reference_model {suite.reference_model!r} is not one of the models {names}")
     check_eval(suite.eval, f"{where}: eval")
