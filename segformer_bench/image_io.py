@@ -1,15 +1,19 @@
 """Reading images and writing results: a bad input file is a user's mistake, and no write is ever half done.
 
-Every writer here writes a temporary file next to the target and renames it over the target
-(``os.replace`` is atomic on one file system), so an interrupted run leaves either the old file or the
-new one, never a truncated one.
+Every writer here writes a temporary file next to the target, flushes it to the disk, renames it over the
+target (``os.replace`` is atomic on one file system) and flushes the directory, so an interrupted run — or a
+machine that loses power — leaves either the old file or the new one, never a truncated one. A write that
+fails because the disk is full, read-only or not ours to write is the user's to fix: one line naming the
+path (``writing``). ``locked_dir`` keeps a second process out of a directory a run is writing.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,24 +51,71 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise UserError(f"{path}: corrupt or truncated image ({e}); re-export or re-download it") from None
 
 
+# errno → what the user can do about it; any other OSError is a bug or a failing disk and keeps its traceback.
+_FIXABLE = {errno.ENOSPC: "the disk is full; free some space",
+            errno.EDQUOT: "the disk quota is exceeded; free some space",
+            errno.EROFS: "the file system is read-only; choose a writable directory",
+            errno.EACCES: "permission denied; choose a directory you can write to",
+            errno.EPERM: "operation not permitted; choose a directory you can write to"}
+
+
+def fixable_os_error(path: str | os.PathLike, error: OSError) -> UserError | None:
+    """The one-line UserError for an OSError a user can fix (full disk, read-only or foreign directory), else None."""
+    advice = _FIXABLE.get(error.errno)
+    return None if advice is None else UserError(f"{path}: cannot write ({error.strerror}): {advice}, then run "
+                                                 "the same command again")
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn the OSErrors of ``fixable_os_error`` raised inside the block into its one-line UserError."""
+    try:
+        yield
+    except OSError as e:
+        mapped = fixable_os_error(getattr(e, "filename", None) or path, e)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a directory's entries (a rename in it) to the disk; file systems that cannot are skipped."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in `path`'s folder; on success it is renamed to `path`, on error removed.
+    """Yield a temporary path in `path`'s folder; on success it is flushed to the disk, renamed to `path` and the
+    folder flushed (so that the rename itself survives a crash); on error it is removed.
 
     The file gets the permissions a plain ``open(path, "w")`` would give (mkstemp's are owner-only)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # the data reaches the disk before the rename publishes it
+            finally:
+                os.close(fd)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
@@ -167,3 +218,55 @@ def rgb_array(image: Image.Image, path: str | os.PathLike) -> np.ndarray:
         raise UserError(f"{path}: a {kind} image (Pillow mode {image.mode}) has no standard range to map to "
                         "8 bits; save it as an 8-bit (or 16-bit) PNG or JPEG, scaled as you intend")
     return np.array(image.convert("RGB"))  # a writable copy, which torch.from_numpy needs
+
+
+LOCK_FILE = ".lock"
+
+
+def _lock_holder(lock: Path) -> str:
+    """Who holds `lock`, from the JSON its holder writes into it (read again for a moment while it is being written)."""
+    for _ in range(20):
+        try:
+            info = json.loads(lock.read_text() or "null")
+        except (OSError, ValueError):
+            info = None
+        if isinstance(info, dict):
+            return f"pid {info.get('pid')} on host {info.get('host')}, since {info.get('started')}"
+        time.sleep(0.05)
+    return "another process (it has not written its pid yet)"
+
+
+@contextmanager
+def locked_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold `path`'s lock (``path/.lock``, created with the directory) for the block; another process that asks for
+    it meanwhile gets a UserError naming the holder (pid, host, start time).
+
+    The lock is ``flock`` on the file: the kernel releases it when its holder dies (kill -9 included), so a lock left
+    by a dead process is taken over by the next one, and of two processes taking it at once exactly one gets it.
+    The holder's pid, host and start time are written into the file for the message; the file itself stays.
+    """
+    import fcntl
+    import socket
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a directory; choose another directory")
+    lock = path / LOCK_FILE
+    with writing(lock):
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{path} is in use by {_lock_holder(lock)}; wait for that run to finish (or stop it), "
+                            "then run the same command again") from None
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)  # so that the next holder's readers never see this process's pid
+    finally:
+        os.close(fd)  # releases the lock

@@ -6,64 +6,131 @@ plug-in of ``segformer_bench.analyses.ANALYSES`` that decides its own units (a c
 resolution, a block of ERF images) and skips the ones already stored.
 
 Each finished unit is one transaction in ``<run dir>/results.sqlite``; running the same command again skips
-every stored unit, and a run directory made by a different suite is refused unless ``restart``. Under
-torchrun every rank runs the same units (images sharded by ``evaluate``, blocks dealt out by the analysis)
-and rank 0 stores the gathered results. ``render_run`` renders a run's report from its store alone.
+every stored unit. What keeps results from two different things apart under one name:
+
+* the run directory is locked while a run uses it (``image_io.locked_dir``): a second process is refused with
+  the holder's pid, host and start time;
+* a run directory holding results of a different suite is refused, and so is a checkpoint file that changed
+  since results were stored with it (its SHA-256 is in the store); ``restart`` discards the stored results —
+  and a model's training run whose recipe changed — and starts anew, in one transaction;
+* a first attempt that stored no unit (a missing checkpoint, a wrong device) leaves nothing to refuse: the
+  corrected suite takes its place.
+
+Under torchrun every rank runs the same units (images sharded by ``evaluate``, blocks dealt out by the
+analysis) and rank 0 holds the lock and stores the gathered results. ``render_run`` renders a run's report from
+its store alone, opened read-only, and says what a partial store (a killed or running run) lacks.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..analyses import ANALYSES
+from ..analyses import ANALYSES, ReportPart
 from ..data import build_dataset
 from ..data.base import SegmentationDataset
 from ..errors import UserError
-from ..image_io import sha256_of
+from ..image_io import locked_dir, sha256_of
 from ..versions import package_versions
 from .specs import ModelSpec
 from .store import Store
-from .suite import Suite, suite_from_mapping
+from .suite import Suite, check_suite_name, suite_from_mapping, train_config, training_dir_name
 
 
 def default_dirs(suite: Suite) -> tuple[Path, Path]:
     """(run dir, report dir): runs/<name> and reports/<name> in the working directory (the repository root
     in the README's commands), unless the suite names its report directory."""
+    check_suite_name(suite.name, suite.source or "suite")  # a Suite built in Python skips the loader's check
     report = Path(suite.report_dir) if suite.report_dir else Path.cwd() / "reports" / suite.name
     return Path.cwd() / "runs" / suite.name, report
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+def open_store(path: str | os.PathLike, read_only: bool = False) -> Store:
+    """A run's store, with the tables of every registered analysis (read-only: as they are, creating nothing)."""
+    return Store(path, "" if read_only else "".join(a.schema for a in ANALYSES.values()), read_only=read_only)
 
 
-def open_store(path: str | os.PathLike) -> Store:
-    """A run's store, with the tables of every registered analysis."""
-    return Store(path, "".join(a.schema for a in ANALYSES.values()))
+def _tables() -> list[str]:
+    """Every analysis's store tables; each has a ``model`` column."""
+    return [t for a in ANALYSES.values() for t in a.tables]
 
 
-def _model_checkpoint(spec: ModelSpec, suite: Suite, run_dir: Path, progress: bool,
+def _training_dir(spec: ModelSpec, run_dir: Path) -> Path:
+    return run_dir / "train" / training_dir_name(spec.name)
+
+
+def _model_checkpoint(spec: ModelSpec, suite: Suite, run_dir: Path, restart: bool, progress: bool,
                       log: Callable[[str], None]) -> str:
-    """The model's checkpoint: the suite's, or the final model of its (resumable) training run."""
+    """The model's checkpoint: the suite's, or the final model of its (resumable) training run. With `restart`,
+    a training run whose recipe changed starts anew (one whose recipe did not is kept)."""
     if spec.checkpoint is not None:
         return spec.checkpoint
-    from ..config import from_mapping, to_mapping
-    from ..engine.train import TRAIN_PRESETS, TrainConfig, train
+    from ..engine.train import config_changed, train
 
-    assert spec.train is not None
-    fields = {**to_mapping(TRAIN_PRESETS[spec.train.preset]), **spec.train.overrides, "model": spec.variant,
-              "seed": suite.seed, "device": suite.device}
-    config = from_mapping(TrainConfig, fields, f"{suite.source}: model {spec.name!r}, train.overrides")
-    target = run_dir / "train" / _slug(spec.name)
+    config = train_config(spec, suite, suite.source)
+    target = _training_dir(spec, run_dir)
     if not (target / "model.pt").exists():
         log(f"training {spec.name} ({spec.variant}) in {target}")
-    return str(train(config, target, progress=progress, log=log))  # checks the config; returns at once if done
+    # train checks the config and returns at once if the run is done
+    return str(train(config, target, restart=restart and bool(config_changed(target, config)), progress=progress,
+                     log=log))
+
+
+def _check_unchanged(store: Store, run_dir: Path, name: str, checkpoint: str | os.PathLike, sha256: str) -> None:
+    """Refuse a checkpoint whose hash differs from the one the store's results of model `name` were computed with."""
+    info = store.models().get(name)
+    if info is None or info["sha256"] == sha256 or not store.holds_rows(_tables(), model=name):
+        return
+    raise UserError(f"{checkpoint}: the checkpoint of model {name!r} changed since results were stored with it in "
+                    f"{run_dir} (sha256 {info['sha256'][:12]}… then, {sha256[:12]}… now); put the stored file back, "
+                    "or run with --restart to recompute the run's results")
+
+
+def _used_models(suite: Suite) -> list[ModelSpec]:
+    """The models some analysis of the suite runs (a section's `models`, or all when it names none)."""
+    names = {n for a in suite.analyses for n in (getattr(suite.section(a), "models", ()) or
+                                                 [m.name for m in suite.models])}
+    return [m for m in suite.models if m.name in names]
+
+
+def _check_inputs(suite: Suite) -> None:
+    """What can be checked before anything is written: every checkpoint a model of an analysis needs exists."""
+    for i, m in enumerate(suite.models):
+        if m.checkpoint is not None and m in _used_models(suite) and not Path(m.checkpoint).exists():
+            raise UserError(f"{suite.source}: models[{i}] ({m.name}): checkpoint {m.checkpoint}: no such file or "
+                            "directory; fix the path (a relative one is relative to the suite file)")
+
+
+def _open_run_store(run: Path, suite: Suite, restart: bool) -> Store:
+    """The run directory's store, ready for `suite` (see the module docstring: a different suite, a changed
+    checkpoint, restart)."""
+    store = open_store(run / "results.sqlite")
+    try:
+        resolved = suite.to_dict()
+        stored = store.get_meta("suite")
+        meta = {"suite": resolved, "versions": package_versions()}
+        if stored != resolved and not restart and store.holds_rows(_tables()):
+            changed = ("every field (no suite is stored)" if not isinstance(stored, dict) else
+                       ", ".join(sorted(k for k in set(stored) | set(resolved) if stored.get(k) != resolved.get(k))))
+            raise UserError(f"{run} holds results of a different suite (changed: {changed}); run with --restart "
+                            "to discard them, or choose another --run-dir")
+        if stored != resolved or restart:
+            store.clear(_tables(), meta)  # in one transaction: a run killed meanwhile finds the old store or this
+            return store
+        for spec in _used_models(suite):
+            path = Path(spec.checkpoint) if spec.checkpoint is not None else _training_dir(spec, run) / "model.pt"
+            if spec.name in store.models() and path.exists():
+                _check_unchanged(store, run, spec.name, path, sha256_of(path))
+        store.set_meta("versions", meta["versions"])
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 @dataclass
@@ -79,6 +146,7 @@ class _Run:
     world: int
     progress: bool
     log: Callable[[str], None]
+    restart: bool = False
     _model: tuple[str, torch.nn.Module] | None = None
 
     @property
@@ -95,13 +163,16 @@ class _Run:
         if self._model is not None and self._model[0] == spec.name:
             return self._model[1]
         self._model = None
-        checkpoint = _model_checkpoint(spec, self.suite, self.dir, self.progress, self.log)
+        checkpoint = _model_checkpoint(spec, self.suite, self.dir, self.restart, self.progress, self.log)
+        sha256 = sha256_of(checkpoint) if self.main else ""
+        if self.main:
+            _check_unchanged(self.store, self.dir, spec.name, checkpoint, sha256)
         model = load_model(checkpoint, num_classes=spec.num_classes).to(self.device)
         if model.config.num_classes != num_classes:
             raise UserError(f"model {spec.name} predicts {model.config.num_classes} classes but "
                             f"{self.suite.dataset.name} has {num_classes}")
         if self.main:
-            self.store.set_model(spec.name, checkpoint, sha256_of(checkpoint), model.config.to_dict())
+            self.store.set_model(spec.name, checkpoint, sha256, model.config.to_dict())
         self._model = (spec.name, model)
         return model
 
@@ -139,44 +210,35 @@ def run_suite(suite: Suite, run_dir: str | os.PathLike | None = None, restart: b
     run = Path(run_dir) if run_dir is not None else default_run
     if run.exists() and not run.is_dir():
         raise UserError(f"{run}: exists and is not a directory; choose another --run-dir")
-    store = open_store(run / "results.sqlite") if rank == 0 else None
-    resolved = suite.to_dict()
-    if store is not None:
-        stored = store.get_meta("suite")
-        if stored is not None and stored != resolved:
-            if not restart:
-                changed = sorted(k for k in set(stored) | set(resolved) if stored.get(k) != resolved.get(k))
-                raise UserError(f"{run} holds results of a different suite (changed: {', '.join(changed)}); "
-                                "run with --restart to discard them, or choose another --run-dir")
-            store.clear([t for a in ANALYSES.values() for t in a.tables])
-        store.set_meta("suite", resolved)
-        store.set_meta("versions", package_versions())
-    if world > 1:
-        torch.distributed.barrier()
-    ctx = _Run(suite, run, store, device_for(suite.device, local_rank), rank, world, progress, log)
-    try:
-        for name in suite.analyses:
-            ANALYSES[name].run(ctx, suite.section(name))
-    finally:
-        if store is not None:
-            store.close()
-    if rank == 0 and render:
-        render_run(run, report_dir, log=log)
+    _check_inputs(suite)
+    with locked_dir(run) if rank == 0 else nullcontext():
+        store = _open_run_store(run, suite, restart) if rank == 0 else None
+        if world > 1:
+            torch.distributed.barrier()
+        try:
+            ctx = _Run(suite, run, store, device_for(suite.device, local_rank), rank, world, progress, log, restart)
+            for name in suite.analyses:
+                ANALYSES[name].run(ctx, suite.section(name))
+        finally:
+            if store is not None:
+                store.close()
+        if rank == 0 and render:
+            render_run(run, report_dir, log=log)
     return run
 
 
 def render_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                log: Callable[[str], None] = print) -> Path:
     """``segformer-bench report RUN_DIR``: render the reports of a run from its store alone — one page with a
-    part for every analysis that has finished results. The stored suite is read back through the same
-    dataclasses as ``run`` reads a suite file."""
+    part for every analysis of the suite, saying what a partial store (a killed or running run) lacks. The store is
+    opened read-only; the stored suite is read back through the same dataclasses as ``run`` reads a suite file."""
     from ..report import write_report
 
     run = Path(run_dir)
     path = run / "results.sqlite"
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{run}: no results.sqlite; run a suite into it first (segformer-bench run SUITE)")
-    store = open_store(path)
+    store = open_store(path, read_only=True)
     try:
         stored = store.get_meta("suite")
         if stored is None:
@@ -188,11 +250,14 @@ def render_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
             "models": {name: {"checkpoint": info["checkpoint"], "sha256": info["sha256"]}
                        for name, info in store.models().items()},
             "versions": store.get_meta("versions"), "seed": suite.seed}
-        parts = [p for p in (a.report(store, suite, metadata) for a in ANALYSES.values()) if p is not None]
+        reported = {name: ANALYSES[name].report(store, suite, metadata) for name in suite.analyses}
     finally:
         store.close()
-    if not parts:
+    if all(p is None for p in reported.values()):
         raise UserError(f"{run}: holds no finished results yet")
+    parts = [ReportPart({}, [(ANALYSES[name].title.capitalize(), "Not computed yet: the run has not reached this "
+                              "analysis (run the same command again to finish it).", "")]) if p is None else p
+             for name, p in reported.items()]  # a partial store: say what is not there
     files: dict[str, str | bytes] = {}
     for part in parts:
         metadata |= part.metadata

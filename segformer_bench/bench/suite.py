@@ -8,12 +8,18 @@ into its own dataclass, kept in ``Suite.sections``. ``load_suite`` checks every 
 file, the field and what is allowed. Relative paths in a suite (checkpoints, a training run's ``pretrained``
 file, dataset roots, a corrupted tree, the report directory) are relative to the suite file, not to the
 current directory.
+
+A suite's name becomes the directories ``runs/<name>`` and ``reports/<name>``, and a trained model's name the
+directory ``<run dir>/train/<name>``: the loader refuses a suite name that is not a plain directory name (a
+path, ``..``, a separator) and two models whose names give one training directory, so that nothing is
+written outside those directories and no two models share one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +30,7 @@ from ..config import ConfigError, check_fields, from_mapping, load_yaml, to_mapp
 from .specs import DatasetSpec, EvalSpec, ModelSpec, TrainSpec, check_eval, check_eval_overrides
 
 SUITE_VERSION = 1
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a directory name on every file system; not . or ..
 
 
 def _suites_dir() -> Path:
@@ -70,23 +77,70 @@ class Suite:
         return data
 
 
+def training_dir_name(model: str) -> str:
+    """The directory a model of the suite trains into (``<run dir>/train/<this>``): its name with every run of
+    characters other than letters, digits, '.', '_' and '-' as one '_', and no leading or trailing '.' or '_'
+    (so never '.' or '..'); empty when nothing is left (the loader refuses such a name)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("._")
+
+
+def check_suite_name(name: str, where: str) -> None:
+    """A ConfigError unless `name` can be the directory runs/<name> (and reports/<name>) and nothing else."""
+    if not _PLAIN_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: field 'name' {name!r} names the directories runs/<name> and reports/<name>, "
+                          "so it must be a plain name of at most 100 letters, digits, '.', '_' or '-' that starts "
+                          "with a letter or digit (no '/', '\\' or '..'); rename the suite")
+
+
+def train_config(model: ModelSpec, suite: Suite, where: str):  # -> engine.train.TrainConfig
+    """The TrainConfig a model of the suite trains with: its preset with its overrides laid over it, its variant,
+    and the suite's seed and device; a ConfigError naming `where` and the model for a bad field or value."""
+    from ..engine.train import TRAIN_PRESETS, TrainConfig
+
+    assert model.train is not None
+    fields = {**to_mapping(TRAIN_PRESETS[model.train.preset]), **model.train.overrides, "model": model.variant,
+              "seed": suite.seed, "device": suite.device}
+    return from_mapping(TrainConfig, fields, f"{where}: model {model.name!r}, train.overrides")
+
+
+def _check_names(suite: Suite, where: str) -> None:
+    """The suite's name and its trained models' names are safe, distinct directory names."""
+    check_suite_name(suite.name, where)
+    trained: dict[str, str] = {}
+    for i, m in enumerate(suite.models):
+        if m.train is None:
+            continue
+        directory = training_dir_name(m.name)
+        if not directory:
+            raise ConfigError(f"{where}: models[{i}].name {m.name!r} has no letter or digit to name its training "
+                              "directory (train/<name>); rename the model")
+        other = trained.setdefault(directory.lower(), m.name)  # lower: one directory on case-blind file systems
+        if other != m.name:
+            raise ConfigError(f"{where}: models {other!r} and {m.name!r} would train into the same directory "
+                              f"train/{directory}; rename one of them")
+
+
 def _shared_fields() -> list[str]:
     return [f.name for f in dataclasses.fields(Suite) if f.name not in ("sections", "source")]
 
 
 def _check(suite: Suite, where: str) -> None:
-    from ..engine.train import TRAIN_PRESETS
+    from ..engine.train import MAX_SEED, TRAIN_PRESETS
     from ..errors import UserError
     from ..models.registry import variant_name
 
     if suite.version != SUITE_VERSION:
         raise ConfigError(f"{where}: suite version {suite.version} is not supported "
                           f"(this package reads version {SUITE_VERSION})")
+    if not 0 <= suite.seed <= MAX_SEED:
+        raise ConfigError(f"{where}: field 'seed' {suite.seed} is out of range: use an integer from 0 to 2^63 − 1 "
+                          f"({MAX_SEED})")
     if not suite.models:
         raise ConfigError(f"{where}: field 'models' is empty; name at least one model")
     names = [m.name for m in suite.models]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: model names must be unique, got {names}")
+    _check_names(suite, where)
     for i, m in enumerate(suite.models):
         try:
             variant_name(m.variant)
@@ -97,6 +151,8 @@ def _check(suite: Suite, where: str) -> None:
         if m.train is not None and m.train.preset not in TRAIN_PRESETS:
             raise ConfigError(f"{where}: models[{i}].train.preset {m.train.preset!r}: choose one of "
                               f"{', '.join(TRAIN_PRESETS)}")
+        if m.train is not None:
+            train_config(m, suite, where)  # its fields and values, before anything is trained or written
     if suite.reference_model is not None and suite.reference_model not in names:
         raise ConfigError(f"{where}: reference_model {suite.reference_model!r} is not one of the models {names}")
     check_eval(suite.eval, f"{where}: eval")

@@ -299,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "results store and render its reports; run again to resume. Under "
                                         "torchrun the images are sharded over the ranks.")
     p.add_argument("suite", metavar="SUITE", help="a suite file, or the name of one in suites/ (e.g. quickstart)")
-    p.add_argument("--run-dir", metavar="DIR", help="default: runs/<suite name> beside the suites directory")
-    p.add_argument("--restart", action="store_true", help="discard results of a different suite in the run dir")
+    p.add_argument("--run-dir", metavar="DIR", help="default: runs/<suite name> in the working directory")
+    p.add_argument("--restart", action="store_true",
+                   help="discard the run dir's results (and its training runs whose recipe changed) and start anew")
     p.add_argument("--no-report", action="store_true", help="do not render the reports at the end")
     _add_progress_arg(p)
     p.set_defaults(handler=_run)

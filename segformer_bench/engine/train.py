@@ -17,14 +17,22 @@ bit for bit; on GPU up to the non-determinism of CUDA kernels).
 Multi-GPU and multi-node: run the same command under ``torchrun``. ``batch_size`` is the global batch;
 each rank takes its share, the decoder's BatchNorm becomes SyncBatchNorm, and checkpoints, logs and
 progress come from rank 0.
+
+The run directory is locked while a run uses it (``image_io.locked_dir``; rank 0 holds it): a second process
+is refused with the holder's pid, host and start time. Checkpoints reach the disk before the rename that
+publishes them; a newest checkpoint that cannot be read whole (a damaged disk, a copy cut short) is set aside
+as ``*.unreadable`` and the run resumes from the previous one, saying so.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import pickle
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -39,12 +47,14 @@ from ..data import build_dataset
 from ..data.base import IGNORE_INDEX, SegmentationDataset
 from ..data.transforms import TrainAugment
 from ..errors import UserError
-from ..image_io import atomic_path, write_json
+from ..image_io import atomic_path, locked_dir, write_json, writing
 from ..models.base import SegmentationModel
 from ..models.checkpoints import save_model
 from ..models.registry import build_model, family_of, load_pretrained
 from .distributed import device_for, init_from_env
 from .inference import AUTOCAST
+
+MAX_SEED = 2**63 - 1  # seeds are stored in SQLite's signed 64-bit integers (and torch.manual_seed takes 64 bits)
 
 
 class TrainingDiverged(UserError):
@@ -104,6 +114,14 @@ class TrainConfig:
             raise UserError(f"crop {self.crop} is too small: at least 32×32")
         if self.checkpoint_interval < 1 or self.log_interval < 1 or self.eval_interval < 0:
             raise UserError("checkpoint_interval and log_interval must be ≥ 1, eval_interval ≥ 0")
+        for name in ("lr", "min_lr", "head_lr_mult", "weight_decay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UserError(f"field '{name}' must be a finite number ≥ 0, got {value}")
+        if not all(math.isfinite(b) and 0 <= b < 1 for b in self.betas):
+            raise UserError(f"field 'betas' must be two numbers in [0, 1), got {list(self.betas)}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"field 'seed' {self.seed} is out of range: use an integer from 0 to 2^63 − 1 ({MAX_SEED})")
         from ..data import check_dataset_options  # before the run directory is made, not when the data is built
 
         check_dataset_options(self.dataset, self.dataset_options, "dataset_options")
@@ -236,12 +254,27 @@ class RunDir:
     def final(self) -> Path:
         return self.path / "model.pt"
 
+    @property
+    def config(self) -> Path:
+        return self.path / "train_config.json"
+
     def latest_checkpoint(self) -> Path | None:
         found = sorted(self.checkpoints.glob("iter_*.pt"))
         return found[-1] if found else None
 
     def checkpoint(self, it: int) -> Path:
         return self.checkpoints / f"iter_{it:07d}.pt"
+
+    def holds_training(self) -> bool:
+        """Whether anything was trained here: a checkpoint or the final model."""
+        return self.final.exists() or self.latest_checkpoint() is not None
+
+    def discard(self) -> None:
+        """Delete what a run trained (checkpoints first, then the final model and the log), so that a run killed
+        meanwhile leaves nothing it could resume from under another config."""
+        for p in [*self.checkpoints.glob("iter_*.pt"), *self.checkpoints.glob("iter_*.unreadable"), self.final,
+                  self.metrics]:
+            p.unlink(missing_ok=True)
 
     def log(self, record: dict) -> None:
         with open(self.metrics, "a") as f:
@@ -257,28 +290,73 @@ class RunDir:
             tmp.write_text("".join(line + "\n" for line in keep))
 
 
+def config_changed(path: str | os.PathLike, config: TrainConfig) -> list[str]:
+    """The fields in which the config saved in run directory `path` differs from `config` (none when there is
+    no saved config; ["train_config.json"] when it cannot be read)."""
+    saved = RunDir(Path(path)).config
+    if not saved.exists():
+        return []
+    try:
+        previous = json.loads(saved.read_text())
+    except (OSError, ValueError):
+        return [saved.name]
+    if not isinstance(previous, dict):
+        return [saved.name]
+    resolved = to_mapping(config)
+    return sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+
+
 def prepare_run_dir(path: str | os.PathLike, config: TrainConfig, restart: bool) -> RunDir:
-    """Create the run directory, or check that an existing one was made by the same config."""
+    """Create the run directory, or check that an existing one was made by the same config.
+
+    A different config is refused only when something was trained with the old one: a directory whose first
+    run failed before its first checkpoint takes the corrected config. `restart` discards what was trained."""
     run = RunDir(Path(path))
     if run.path.exists() and not run.path.is_dir():
         raise UserError(f"{run.path}: exists and is not a directory; choose another run directory")
-    saved = run.path / "train_config.json"
-    resolved = to_mapping(config)
-    if saved.exists() and not restart:
-        previous = json.loads(saved.read_text())
-        if previous != resolved:
-            changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
-            raise UserError(f"{run.path} holds a run with a different config (changed: {', '.join(changed)}); "
-                            "use another run directory, or --restart to start this one anew")
-    if restart and run.path.exists():
-        for p in run.checkpoints.glob("iter_*.pt"):
-            p.unlink()
-        for p in (run.metrics, run.final):
-            if p.exists():
-                p.unlink()
-    run.checkpoints.mkdir(parents=True, exist_ok=True)
-    write_json(saved, resolved)
+    changed = config_changed(run.path, config)
+    if changed and not restart and run.holds_training():
+        raise UserError(f"{run.path} holds a run with a different config (changed: {', '.join(changed)}); "
+                        "use another run directory, or --restart to start this one anew")
+    with writing(run.path):
+        if restart or changed:
+            run.discard()
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
+        write_json(run.config, to_mapping(config))
     return run
+
+
+_STATE_KEYS = ("model", "optimizer", "scaler", "rng", "iteration")
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A training checkpoint's state; ValueError (with the reason) when it cannot be read whole."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:  # torch's words for a damaged file
+        raise ValueError(" ".join(str(e).split())[:200] or type(e).__name__) from None
+    missing = [k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)} in it")
+    return state
+
+
+def newest_readable_checkpoint(run: RunDir, log: Callable[[str], None]) -> tuple[Path, dict] | None:
+    """(path, state) of the newest checkpoint that reads whole; newer ones that do not are renamed
+    ``*.unreadable`` (kept for a look, never resumed from), each one said in `log`."""
+    bad = False
+    for path in sorted(run.checkpoints.glob("iter_*.pt"), reverse=True):
+        try:
+            return path, _read_checkpoint(path)
+        except ValueError as e:
+            bad = True
+            with writing(path):
+                os.replace(path, path.with_name(path.stem + ".unreadable"))
+            log(f"checkpoint {path} cannot be read ({e}); set aside as {path.stem}.unreadable, resuming from the "
+                "previous one")
+    if bad:
+        log("no readable checkpoint left: starting from iteration 0")
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -308,10 +386,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
     """Train by `config` into `run_dir`, resuming from its latest checkpoint; returns the final model path.
 
     `stop_after` ends this call after that many iterations (checkpointing first), as an interruption would.
+    The arguments are checked before the run directory is created or locked (see the module docstring).
     """
-    from tqdm import tqdm
-
-    from .evaluate import EVAL_PRESETS, evaluate
+    from .evaluate import EVAL_PRESETS
 
     rank, world, local_rank = init_from_env()
     main = rank == 0
@@ -328,7 +405,23 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
         raise UserError(f"{model_class.display_name} needs at least {model_class.min_train_batch} images per "
                         "forward pass in training: a BatchNorm of its sees one value per channel and image; raise "
                         "batch_size or lower grad_accum")
-    run = prepare_run_dir(run_dir, config, restart) if main else RunDir(Path(run_dir))
+    with locked_dir(run_dir) if main else nullcontext():
+        return _train(config, RunDir(Path(run_dir)), restart, progress, stop_after, log, device, micro)
+
+
+def _train(config: TrainConfig, run: RunDir, restart: bool, progress: bool, stop_after: int | None,
+           log: Callable[[str], None], device: torch.device, micro: int) -> Path:
+    """``train`` once its arguments are checked and the run directory is locked."""
+    from tqdm import tqdm
+
+    from .evaluate import EVAL_PRESETS, evaluate
+
+    rank, world, local_rank = init_from_env()
+    main = rank == 0
+    resume = None
+    if main:
+        prepare_run_dir(run.path, config, restart)
+        resume = newest_readable_checkpoint(run, log)  # sets unreadable ones aside before the other ranks look
     if world > 1:
         torch.distributed.barrier()
 
@@ -348,9 +441,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
                                   weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
     start = 0
-    latest = run.latest_checkpoint()
+    latest, state = resume if resume is not None else (run.latest_checkpoint(), None)
     if latest is not None:
-        state = torch.load(latest, map_location="cpu", weights_only=True)
+        if state is None:  # another rank's: rank 0 has read it whole
+            state = torch.load(latest, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -363,6 +457,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
         if main:
             run.truncate_log(start)
             log(f"resuming from {latest} at iteration {start}")
+    elif main:
+        run.truncate_log(0)  # records of a run killed before its first checkpoint
 
     ddp_model: torch.nn.Module = model
     if world > 1:
@@ -387,9 +483,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
             return
         cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
         unwrapped = model.module if hasattr(model, "module") else model
-        save_model(unwrapped, run.checkpoint(it), extra={
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "iteration": it,
-            "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng}, "train_config": to_mapping(config)})
+        with atomic_path(run.checkpoint(it)) as tmp:  # on the disk before the rename publishes it
+            save_model(unwrapped, tmp, extra={
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "iteration": it,
+                "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng}, "train_config": to_mapping(config)})
         for old in sorted(run.checkpoints.glob("iter_*.pt"))[:-2]:  # keep the two newest
             old.unlink()
 
@@ -454,7 +551,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
         bar.close()
     validate(it)
     if main:
-        save_model(model.module if hasattr(model, "module") else model, run.final,
-                   extra={"train_config": to_mapping(config), "iteration": it})
+        with atomic_path(run.final) as tmp:
+            save_model(model.module if hasattr(model, "module") else model, tmp,
+                       extra={"train_config": to_mapping(config), "iteration": it})
     return run.final
 

@@ -80,6 +80,7 @@ class CorruptionAnalysis(Analysis):
         from ...data import class_names
         from . import store as tables
         from .report import corruption_report
+        from .robustness import CLEAN
 
         results = tables.cell_matrices(store)
         if not results:
@@ -88,11 +89,14 @@ class CorruptionAnalysis(Analysis):
         protocol = get_protocol(spec.protocol)
         if spec.cells:
             protocol = protocol.restricted(list(spec.cells))
+        expected = [(m.name, *cell) for m in suite.models if not spec.models or m.name in spec.models
+                    for cell in [CLEAN, *protocol.cells()]]  # what a finished run holds; a partial one lacks some
         stored = tables.gallery(store)
         files, sections = corruption_report(results, class_names(suite.dataset.name), protocol, metadata,
                                             reference_model=suite.reference_model,
                                             include_published=suite.include_published,
-                                            gallery=_decode_gallery(stored) if stored else None, seed=suite.seed)
+                                            gallery=_decode_gallery(stored) if stored else None, seed=suite.seed,
+                                            expected=expected)
         return ReportPart(files, sections, {"protocol": spec.protocol, "backend": spec.backend})
 
 

@@ -413,12 +413,54 @@ def render_report(results: Mapping[Key, np.ndarray], class_names: Sequence[str],
     return write_report(out_dir, title, metadata, files, sections)
 
 
+def missing_note(missing: Sequence[Key], expected: Sequence[Key], limit: int = 8) -> str:
+    """'Not computed yet (3 cells): B0: fog 4, fog 5; B1: all 17 cells.' for the cells of `expected` in `missing`."""
+    by_model: dict[str, list[str]] = {}
+    for m, c, s in missing:
+        by_model.setdefault(m, []).append("clean" if (c, s) == CLEAN else f"{c} {s}")
+    parts = []
+    for m, cells in by_model.items():
+        total = sum(1 for k in expected if k[0] == m)
+        shown = (f"all {total} cells" if len(cells) == total else
+                 ", ".join(cells[:limit]) + (f" and {len(cells) - limit} more" if len(cells) > limit else ""))
+        parts.append(f"{m}: {shown}")
+    return f"Not computed yet ({len(missing)} cell{'s' * (len(missing) != 1)}): {'; '.join(parts)}."
+
+
+def _partial(results: Mapping[Key, np.ndarray], expected: Sequence[Key], reference_model: str | None,
+             gallery: Gallery | None) -> tuple[dict[Key, np.ndarray], str | None, Gallery | None, list[str]]:
+    """What of a partial store (a killed or running run) can be reported, and sentences saying what is left out:
+    models without their clean cell, mCD/mrCD without the reference model's, a gallery without its clean image."""
+    notes = []
+    missing = [k for k in expected if k not in results]
+    if missing:
+        notes.append(missing_note(missing, expected))
+    no_clean = [m for m in model_names(results) if (m, *CLEAN) not in results]
+    if no_clean:
+        notes.append(f"Left out until their clean cell is stored: {', '.join(no_clean)}.")
+        results = {k: v for k, v in results.items() if k[0] not in no_clean}
+    if reference_model is not None and reference_model not in model_names(results):
+        notes.append(f"mCD and mrCD are left out: the reference model {reference_model} has no results yet.")
+        reference_model = None
+    if gallery is not None and CLEAN not in gallery.images:
+        notes.append("The gallery is not stored yet.")
+        gallery = None
+    return dict(results), reference_model, gallery, notes
+
+
 def corruption_report(results: Mapping[Key, np.ndarray], class_names: Sequence[str], protocol: Protocol,
                       metadata: Mapping[str, object], reference_model: str | None = None,
                       include_published: bool = False, gallery: Gallery | None = None, *, n_resamples: int = 1000,
-                      confidence: float = 0.95, seed: int | None = None) -> tuple[dict[str, str | bytes],
-                                                                                   list[Section]]:
-    """({file name: content}, page sections) of the corruption analysis; see ``render_report``."""
+                      confidence: float = 0.95, seed: int | None = None,
+                      expected: Sequence[Key] = ()) -> tuple[dict[str, str | bytes], list[Section]]:
+    """({file name: content}, page sections) of the corruption analysis; see ``render_report``.
+
+    `expected`: the cells the suite asks for; those not in `results` (a partial store) are named in the captions
+    and on the page, and shown as – in the tables along with every number that depends on them."""
+    results, reference_model, gallery, notes = _partial(results, expected, reference_model, gallery)
+    incomplete = " ".join(notes)
+    if not results:
+        return {}, [("Corruption robustness", html.escape(incomplete), "")]
     _check_results(results, class_names)
     if seed is None:
         seed = int(str(metadata.get("seed") or 0))
@@ -432,7 +474,8 @@ def corruption_report(results: Mapping[Key, np.ndarray], class_names: Sequence[s
 
     note = _protocol_note(protocol)
     main_table, main_values = cityscapes_c_table(rows, protocol)
-    main_caption = f"Corruption robustness, mIoU (%), protocol {protocol.name}: each cell averages {note}."
+    main_caption = f"Corruption robustness, mIoU (%), protocol {protocol.name}: each cell averages {note}." + (
+        f" Incomplete run. {incomplete}" if incomplete else "")
     group_table, group_names, group_values = groups_table(rows, protocol, intervals, degr)
     level = f"{round(100 * confidence)} %"
     group_caption = (f"Group means, mPC and rPC (%) with {level} bootstrap intervals over images "
@@ -483,7 +526,8 @@ def corruption_report(results: Mapping[Key, np.ndarray], class_names: Sequence[s
          f"mIoU (%) on the clean images and under each corruption; {html.escape(note)} are averaged per cell. "
          "<b>mPC</b> (mean performance under corruption) is the mean of the corruption columns; <b>rPC</b> = mPC / "
          "clean mIoU, the fraction of clean performance a model keeps. Bold: best measured value per column."
-         + published_note, to_html(main_table)),
+         + published_note + (f" <b>Incomplete run.</b> {html.escape(incomplete)}" if incomplete else ""),
+         to_html(main_table)),
         ("Corruption groups",
          f"Each group column averages its corruptions. Brackets: {level} percentile bootstrap interval over images "
          f"({n_resamples} resamples of the image set with replacement, seed {seed}), recomputing mIoU from the "

@@ -107,10 +107,11 @@ def _scalar(value: Value) -> Value:
 
 
 def _mean(values: Sequence[Value]) -> Value:
-    """Plain mean of floats or same-shaped arrays; NaN if any input is NaN (a missing cell is not skipped)."""
+    """Plain mean of floats or same-shaped arrays; NaN if any input is NaN (a missing cell is not skipped: its
+    NaN stands beside the resamples of the cells that are there)."""
     if not values:
         return math.nan
-    return _scalar(np.mean(np.stack([np.asarray(v, np.float64) for v in values]), axis=0))
+    return _scalar(np.mean(np.stack(np.broadcast_arrays(*[np.asarray(v, np.float64) for v in values])), axis=0))
 
 
 def corruption_means(cells: Mapping[tuple[str, int], Value], protocol: Protocol) -> dict[str, Value]:

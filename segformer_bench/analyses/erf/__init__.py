@@ -71,8 +71,9 @@ class ERFAnalysis(Analysis):
             return None
         spec: ERFSpec = suite.section(self.name)
         order = list(spec.models) or [m.name for m in suite.models]
-        files, sections = erf_report({k: stored[k] for k in sorted(stored, key=lambda k: (order.index(k[0]), k[1]))
-                                      if k[0] in order}, tuple(spec.size))
+        ordered = sorted((k for k in stored if k[0] in order), key=lambda k: (order.index(k[0]), k[1]))
+        files, sections = erf_report({k: stored[k] for k in ordered}, tuple(spec.size), models=order,
+                                     images=len(spec.names) or spec.images)
         return ReportPart(files, sections)
 
 

@@ -142,19 +142,43 @@ def erf_grid_png(erfs: Mapping[str, ModelERF], normalisation: str = "log") -> by
     return plots.png(fig)
 
 
+def missing_note(erfs: Mapping[str, ModelERF], models: Sequence[str], images: int | None) -> str:
+    """What a partial store lacks: models without blocks, and models with fewer images than another model (or than
+    the section asks for, which a dataset with fewer images also explains)."""
+    counts = {m: len(erfs[m].images) for m in models if m in erfs}
+    notes = [f"Not computed yet: {', '.join(m for m in models if m not in erfs)}."] if len(counts) < len(models) else []
+    most = max(counts.values(), default=0)
+    behind = [f"{m} ({n} of the {most} images of {next(o for o, k in counts.items() if k == most)})"
+              for m, n in counts.items() if n < most]
+    if behind:
+        notes.append(f"Not finished yet, averaged over fewer images: {', '.join(behind)}.")
+    if notes:
+        return "Incomplete run. " + " ".join(notes)
+    if images is not None and counts and most < images:
+        return (f"Every model has {most} images of the {images} the section asks for: the dataset has fewer, or the "
+                "run has not finished.")
+    return ""
+
+
 def erf_report(blocks: Mapping[tuple[str, int], Mapping], size: tuple[int, int] | None = None,
+               models: Sequence[str] = (), images: int | None = None,
                ) -> tuple[dict[str, str | bytes], list[Section]]:
-    """({file name: content}, [(heading, note HTML, content HTML)]) of the ERF analysis."""
+    """({file name: content}, [(heading, note HTML, content HTML)]) of the ERF analysis.
+
+    `models` and `images`: what the suite asks for; a partial store's shortfall (models without blocks, models
+    with fewer images) is named in the caption and on the page."""
     if not blocks:
         raise ValueError("no ERF results to report")
     erfs = merge_blocks(blocks)
+    incomplete = missing_note(erfs, list(models) or list(erfs), images)
     table = area_table(erfs)
     counts = ", ".join(f"{m}: {max(e.counts.values(), default=0)} images"
                        + (f" ({sum(e.skipped.values())} maps skipped as non-finite)" if any(e.skipped.values()) else "")
                        for m, e in erfs.items())
     input_note = f" at {size[0]}×{size[1]}" if size else ""
     caption = ("High-contribution area ratio r(t), % of the input area: the smallest centred square holding t of "
-               f"the normalised ERF's total ({counts}{input_note}).")
+               f"the normalised ERF's total ({counts}{input_note}).") + (f" {incomplete}" if incomplete
+                                                                         else "")
     pngs = {"erf.png": erf_grid_png(erfs, "log"), "erf_power.png": erf_grid_png(erfs, "power")}
     files: dict[str, str | bytes] = {**table_files("erf_area", table, caption, area_frame(erfs)),
                                      "erf_maps.npz": maps_npz(erfs), **pngs}
@@ -162,7 +186,8 @@ def erf_report(blocks: Mapping[tuple[str, int], Mapping], size: tuple[int, int] 
               "feature map's centre) with respect to the input, positive part summed over RGB, averaged over "
               f"images ({html.escape(counts)}{html.escape(input_note)}). Stages: the encoder's four outputs (SegFormer "
               "after each stage norm, DeepLabV3+ ResNet layer1–4); head: the decoder feature before the classifier, "
-              "and the logits. Raw mean maps: erf_maps.npz.")
+              "and the logits. Raw mean maps: erf_maps.npz."
+              + (f" <b>{html.escape(incomplete)}</b>" if incomplete else ""))
     sections = [
         ("Effective receptive field", recipe + " Colour: log10(A+1)/max, one scale for every panel.",
          figure(pngs["erf.png"], "effective receptive fields, log normalisation")),

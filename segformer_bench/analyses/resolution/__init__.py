@@ -81,8 +81,9 @@ class ResolutionAnalysis(Analysis):
             return None
         spec: ResolutionSpec = suite.section(self.name)
         published = suite.include_published and suite.dataset.name == "cityscapes"
+        models = list(spec.models) or [m.name for m in suite.models]
         files, sections = resolution_report(stored, [t.name for t in spec.tests], spec.baseline, published,
-                                            seed=suite.seed)
+                                            seed=suite.seed, expected=[(m, t.name) for m in models for t in spec.tests])
         return ReportPart(files, sections)
 
 

@@ -143,10 +143,25 @@ def resolution_png(summary: ResolutionTable) -> bytes:
     return plots.png(fig)
 
 
+def missing_note(missing: Sequence[tuple[str, str]], tests: Sequence[str]) -> str:
+    """'Not computed yet: PE at 2x; DL at every test.' for the (model, test) pairs of a partial store."""
+    by_model: dict[str, list[str]] = {}
+    for m, t in missing:
+        by_model.setdefault(m, []).append(t)
+    parts = [f"{m} at {'every test' if len(ts) == len(tests) else ', '.join(ts)}" for m, ts in by_model.items()]
+    return f"Not computed yet: {'; '.join(parts)}."
+
+
 def resolution_report(results: Mapping[tuple[str, str], ResolutionResult], tests: Sequence[str], baseline: str | None,
                       include_published: bool, *, n_resamples: int = 1000, confidence: float = 0.95,
-                      seed: int = 0) -> tuple[dict[str, str | bytes], list[Section]]:
-    """({file name: content}, [(heading, note HTML, content HTML)]) of the resolution-shift analysis."""
+                      seed: int = 0, expected: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, str | bytes],
+                                                                                        list[Section]]:
+    """({file name: content}, [(heading, note HTML, content HTML)]) of the resolution-shift analysis.
+
+    `expected`: the (model, test) pairs the suite asks for; those not in `results` (a partial store) are named in
+    the caption and on the page, shown as – in the table (a test no model has reached yet has no column)."""
+    missing = [k for k in expected if k not in results]
+    incomplete = f" Incomplete run. {missing_note(missing, tests)}" if missing else ""
     summary = summarize_resolution(results, tests, baseline, n_resamples=n_resamples, confidence=confidence,
                                    seed=seed)
     table = resolution_table(summary, include_published)
@@ -154,7 +169,7 @@ def resolution_report(results: Mapping[tuple[str, str], ResolutionResult], tests
     level = f"{round(100 * confidence)} %"
     caption = (f"Resolution shift, mIoU (%) per test (network input {sizes}); Δ = change from "
                f"{summary.baseline}, with {level} paired bootstrap intervals over images ({n_resamples} resamples, "
-               f"seed {seed}).")
+               f"seed {seed})." + incomplete)
     png = resolution_png(summary)
     files: dict[str, str | bytes] = {**table_files("resolution", table, caption, resolution_frame(summary)),
                                      "resolution.png": png}
@@ -165,7 +180,7 @@ def resolution_report(results: Mapping[tuple[str, str], ResolutionResult], tests
             f"<b>{html.escape(summary.baseline)}</b>; brackets: {level} paired percentile bootstrap interval over "
             "images (the same images resampled at both resolutions). The paper's claim: Mix-FFN (no positional "
             "encoding) loses far less than a positional encoding when the test resolution differs from training."
-            + published)
+            + published + (f" <b>Incomplete run.</b> {html.escape(missing_note(missing, tests))}" if missing else ""))
     sections = [("Resolution shift", note, to_html(table)),
                 ("mIoU against test resolution", "One line per model; the x axis is the network input's √(H·W).",
                  figure(png, "mIoU against test resolution"))]
