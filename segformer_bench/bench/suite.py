@@ -100,7 +100,8 @@ def train_config(model: ModelSpec, suite: Suite, where: str):  # -> engine.train
     assert model.train is not None
     fields = {**to_mapping(TRAIN_PRESETS[model.train.preset]), **model.train.overrides, "model": model.variant,
               "seed": suite.seed, "device": suite.device}
-    return from_mapping(TrainConfig, fields, f"{where}: model {model.name!r}, train.overrides")
+    index = next(i for i, m in enumerate(suite.models) if m.name == model.name)
+    return from_mapping(TrainConfig, fields, f"{where}: models[{index}].train.overrides ({model.name})")
 
 
 def _check_names(suite: Suite, where: str) -> None:

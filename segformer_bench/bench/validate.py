@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from ..analyses import ANALYSES
-from ..config import ConfigError, from_mapping, short, to_mapping
+from ..config import ConfigError, short
 from ..errors import UserError
-from .suite import Suite, load_suite
+from .suite import Suite, load_suite, train_config
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")  # with "auto": what engine.distributed.resolve_device is meant for
 ROOT_VARIABLES = {"cityscapes": "CITYSCAPES_ROOT", "ade20k": "ADE20K_ROOT"}  # datasets read from a directory
@@ -120,13 +120,9 @@ def check_dataset(name: str, split: str, root: str | None, options: dict[str, An
 
 def _check_training(suite: Suite, i: int, where: str) -> list[str]:
     """Model `i`'s training recipe, built as the runner builds it, and the files and datasets it reads."""
-    from ..engine.train import TRAIN_PRESETS, TrainConfig
-
     spec = suite.models[i]
     field = f"{where}: models[{i}].train.overrides"
-    fields = {**to_mapping(TRAIN_PRESETS[spec.train.preset]), **spec.train.overrides, "model": spec.variant,
-              "seed": suite.seed, "device": suite.device}
-    config = from_mapping(TrainConfig, fields, field)
+    config = train_config(spec, suite, where)  # as the runner builds it (the loader has checked its fields)
     if config.pretrained is not None:
         check_input(config.pretrained, f"{field}.pretrained")
     options = f"{field}.dataset_options" if "dataset_options" in spec.train.overrides else \

@@ -175,7 +175,7 @@ def test_a_suite_recipe_with_a_bad_rate_is_refused_before_anything_is_written(tm
     path = corruption_suite(tmp_path, models=models)
     for argv in (["validate", path], ["run", path, "--run-dir", str(tmp_path / "run"), "--no-progress"]):
         message = cli_error(argv, capsys)
-        assert "model 'T'" in message and "field 'lr'" in message
+        assert "models[0].train.overrides (T)" in message and "field 'lr'" in message
     assert not (tmp_path / "run").exists()
 
 
