@@ -25,6 +25,16 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """A test that changes torch's thread count must not change it for the tests after it (summation order
+    differs with the thread count, and some tests compare two set-ups bit for bit or nearly)."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny tensors: torch's thread pool only adds synchronisation, which stalls on a loaded 2-core machine."""

@@ -11,7 +11,6 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -186,7 +185,6 @@ def test_16_bit_label_above_255_is_refused(tmp_path, capsys, b0_checkpoint):
     values = np.full((32, 64), 7, np.uint16)
     values[3, 5] = 300
     Image.fromarray(values).save(label)
-    torch.set_num_threads(1)
     message = cli_error(eval_argv(b0_checkpoint, tmp_path / "cs", tmp_path / "r.json"), capsys)
     assert str(label) in message and "300, above 255" in message
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.npz").exists()

@@ -169,9 +169,10 @@ def test_short_synthcity_training_learns(tmp_path):
     assert result.metrics["mIoU"] > 0.10 and result.metrics["aAcc"] > 0.6
 
 
-def _ddp_worker(rank, world, port, config, run_dir):
+def _ddp_worker(rank, world, port, config, run_dir, threads):
     import os
 
+    torch.set_num_threads(threads)  # the single process's count: the same summation order in both set-ups
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     try:
@@ -191,7 +192,8 @@ def test_two_process_ddp_training_equals_gradient_accumulation(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, config, str(tmp_path / "ddp")), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, config, str(tmp_path / "ddp"), torch.get_num_threads()),
+                                nprocs=2, join=True)
     single = train(dataclasses.replace(config, grad_accum=2), tmp_path / "one", progress=False, log=lambda _: None)
     a, b = _weights(tmp_path / "ddp" / "model.pt"), _weights(single)
     params = {n for n, _ in sb.build_model("b0", 19).named_parameters()}
