@@ -483,10 +483,9 @@ def _train(config: TrainConfig, run: RunDir, restart: bool, progress: bool, stop
             return
         cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
         unwrapped = model.module if hasattr(model, "module") else model
-        with atomic_path(run.checkpoint(it)) as tmp:  # on the disk before the rename publishes it
-            save_model(unwrapped, tmp, extra={
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "iteration": it,
-                "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng}, "train_config": to_mapping(config)})
+        save_model(unwrapped, run.checkpoint(it), extra={  # atomic, on the disk before the rename publishes it
+            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "iteration": it,
+            "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng}, "train_config": to_mapping(config)})
         for old in sorted(run.checkpoints.glob("iter_*.pt"))[:-2]:  # keep the two newest
             old.unlink()
 
@@ -551,8 +550,7 @@ def _train(config: TrainConfig, run: RunDir, restart: bool, progress: bool, stop
         bar.close()
     validate(it)
     if main:
-        with atomic_path(run.final) as tmp:
-            save_model(model.module if hasattr(model, "module") else model, tmp,
-                       extra={"train_config": to_mapping(config), "iteration": it})
+        save_model(model.module if hasattr(model, "module") else model, run.final,
+                   extra={"train_config": to_mapping(config), "iteration": it})
     return run.final
 

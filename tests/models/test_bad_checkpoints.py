@@ -178,3 +178,25 @@ def test_damaged_file_is_reported_as_damaged_not_as_code(tmp_path, capsys):
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     message = convert_error(tmp_path / "cut.pth", tmp_path, capsys)
     assert "not a readable PyTorch checkpoint" in message and "refused" not in message
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_saving_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, suffix):
+    import os
+    import subprocess
+
+    from segformer_bench.errors import UserError
+    from segformer_bench.models.checkpoints import save_model
+
+    full = tmp_path / "full"
+    full.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and mount for a small tmpfs (a real full disk)")
+    try:
+        with pytest.raises(UserError, match="cannot write") as err:
+            save_model(sb.build_model("b0", 19), full / f"model{suffix}")  # 15 MB onto 256 kB
+        assert "\n" not in str(err.value) and "No space left" in str(err.value)
+        assert list(full.iterdir()) == []  # no half-written file, no temporary left
+    finally:
+        subprocess.run(["umount", str(full)], check=True)

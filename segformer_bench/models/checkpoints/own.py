@@ -95,18 +95,30 @@ def save_model(model: SegmentationModel, path: str | os.PathLike,
                extra: Mapping[str, object] | None = None) -> Path:
     """Write this project's checkpoint: ``.safetensors`` (config in the metadata) or a torch file
     (``{'format', 'version', 'config', 'model', **extra}``, loadable with ``weights_only=True``).
-    The file is written atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
 
-        save_file(state, str(tmp), metadata={"format": FORMAT_TAG,
-                                             "segformer_bench_config": json.dumps(model.config.to_dict())})
-    else:
-        torch.save({"format": FORMAT_TAG, "version": FORMAT_VERSION, "config": model.config.to_dict(),
-                    "model": state, **(extra or {})}, tmp)
-    os.replace(tmp, path)
+    The file is written atomically and reaches the disk before the rename that publishes it
+    (``image_io.atomic_path``); both formats are written through a Python file, so a full or read-only disk is
+    the one-line error of ``image_io.writing`` rather than the serialiser's own exception."""
+    from ...image_io import atomic_path
+
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save
+
+            tmp.write_bytes(save(state, metadata={"format": FORMAT_TAG,
+                                                  "segformer_bench_config": json.dumps(model.config.to_dict())}))
+        else:
+            try:
+                with open(tmp, "wb") as f:
+                    torch.save({"format": FORMAT_TAG, "version": FORMAT_VERSION, "config": model.config.to_dict(),
+                                "model": state, **(extra or {})}, f)
+            except RuntimeError as e:  # torch's zip writer, closing after a failed write, hides the OSError
+                cause = e.__context__
+                while cause is not None and not isinstance(cause, OSError):
+                    cause = cause.__context__
+                if cause is None:
+                    raise
+                raise cause from None
     return path
