@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from collections.abc import Sequence
 
 from .. import __version__
@@ -207,8 +208,17 @@ def _add_progress_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line like every other mistake (the subcommand, the problem, where the
+    help is) instead of argparse's usage block; subcommand parsers are of this class too."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        command = self.prog.removeprefix(PROG).strip()
+        self.exit(2, f"{PROG}: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG, description="SegFormer (MiT-B0…B5): inspect variants, segment images, convert checkpoints, "
                     "train and evaluate.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")

@@ -60,10 +60,17 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"segformer-bench {__version__}"
 
 
-def test_usage_errors_exit_2(capsys):
-    assert main([]) == 2
-    assert main(["predict"]) == 2
-    assert "usage:" in capsys.readouterr().err
+@pytest.mark.parametrize(("argv", "message"), [
+    ([], "the following arguments are required: COMMAND"),
+    (["predict"], "predict: the following arguments are required: IMAGE, --out"),
+    (["eval", "--checkpoint", "m.pt", "--limit", "abc"], "eval: argument --limit: invalid"),
+    (["nonsense"], "argument COMMAND: invalid choice: 'nonsense'"),
+])
+def test_usage_errors_are_one_line_and_exit_2(capsys, argv, message):
+    from ..helpers import cli_error
+
+    error = cli_error(argv, capsys)
+    assert message in error and error.endswith("--help)"), error
 
 
 def test_models_table_shows_the_published_counts(capsys):
