@@ -262,8 +262,12 @@ def locked_dir(path: str | os.PathLike) -> Iterator[Path]:
             raise UserError(f"{path} is in use by {_lock_holder(lock)}; wait for that run to finish (or stop it), "
                             "then run the same command again") from None
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+        except OSError as e:  # a full disk or quota: the lock holds without its holder's details
+            if fixable_os_error(lock, e) is None:
+                raise
         try:
             yield path
         finally:

@@ -106,6 +106,17 @@ def _check_inputs(suite: Suite) -> None:
                             "directory; fix the path (a relative one is relative to the suite file)")
 
 
+def _discard_changed_training(run: Path, suite: Suite) -> None:
+    """Discard what was trained for each model whose training recipe changed (unchanged ones are kept)."""
+    from ..engine.train import RunDir, config_changed
+
+    for spec in _used_models(suite):
+        if spec.train is not None:
+            target = _training_dir(spec, run)
+            if config_changed(target, train_config(spec, suite, suite.source)):
+                RunDir(target).discard()
+
+
 def _open_run_store(run: Path, suite: Suite, restart: bool) -> Store:
     """The run directory's store, ready for `suite` (see the module docstring: a different suite, a changed
     checkpoint, restart)."""
@@ -120,6 +131,8 @@ def _open_run_store(run: Path, suite: Suite, restart: bool) -> Store:
             raise UserError(f"{run} holds results of a different suite (changed: {changed}); run with --restart "
                             "to discard them, or choose another --run-dir")
         if stored != resolved or restart:
+            if restart:  # before the wipe, so that a restart killed after it resumes as that restart
+                _discard_changed_training(run, suite)
             store.clear(_tables(), meta)  # in one transaction: a run killed meanwhile finds the old store or this
             return store
         for spec in _used_models(suite):

@@ -467,3 +467,27 @@ def test_the_largest_seed_is_stored(tmp_path):
     run_suite(load_suite(path), tmp_path / "run", **_quiet())
     with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
         assert {s for (s,) in db.execute("SELECT seed FROM cells")} == {2**63 - 1}
+
+
+def test_a_restart_killed_after_its_wipe_resumes_as_that_restart(tmp_path, capsys):
+    """A checkpoint model and a trained one whose recipe changed: a `--restart` that dies right after wiping
+    the store (before reaching the trained model) is finished by the plain command, which retrains the changed
+    model instead of refusing its training directory (and so asking for a second restart)."""
+    import torch
+
+    from segformer_bench.bench.runner import _open_run_store
+    from segformer_bench.bench.suite import load_suite
+
+    models = [{"name": "B0", "variant": "b0", "checkpoint": "b0.pt"}, {"name": "Tiny", "variant": "b0",
+                                                                        "train": TINY_RECIPE}]
+    path = corruption_suite(tmp_path, models=models)
+    run = tmp_path / "run"
+    argv = ["run", path, "--run-dir", str(run), "--no-progress", "--no-report"]
+    assert main(argv) == 0
+    recipe = {**TINY_RECIPE, "overrides": {**TINY_RECIPE["overrides"], "iters": 3}}
+    _edit_suite(path, models=[models[0], {"name": "Tiny", "variant": "b0", "train": recipe}])
+    _open_run_store(run, load_suite(path), restart=True).close()  # the restart's first step, then it is killed
+    capsys.readouterr()
+    assert main(argv) == 0, capsys.readouterr().err
+    final = torch.load(run / "train" / "Tiny" / "model.pt", map_location="cpu", weights_only=True)
+    assert final["iteration"] == 3 and final["train_config"]["iters"] == 3

@@ -42,7 +42,8 @@ def run_cells(ctx: RunContext, spec: CorruptionSpec) -> None:
         for model_spec in models:
             todo = ctx.shared([c for c in cells if not (ctx.main and tables.has_cell(store, model_spec.name, *c))])
             bar.update(len(cells) - len(todo))
-            wants_gallery = gallery and ctx.main and not tables.has_gallery(store, model_spec.name, *CLEAN)
+            # rank 0 decides for every rank: each must load (or train) the model if any of them needs it
+            wants_gallery = ctx.shared(gallery and ctx.main and not tables.has_gallery(store, model_spec.name, *CLEAN))
             if not todo and not wants_gallery:
                 continue
             model = ctx.model(model_spec, dataset.info.num_classes)
