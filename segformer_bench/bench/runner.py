@@ -100,10 +100,12 @@ def _used_models(suite: Suite) -> list[ModelSpec]:
 
 def _check_inputs(suite: Suite) -> None:
     """What can be checked before anything is written: every checkpoint a model of an analysis needs exists."""
+    from .validate import check_input
+
+    used = _used_models(suite)
     for i, m in enumerate(suite.models):
-        if m.checkpoint is not None and m in _used_models(suite) and not Path(m.checkpoint).exists():
-            raise UserError(f"{suite.source}: models[{i}] ({m.name}): checkpoint {m.checkpoint}: no such file or "
-                            "directory; fix the path (a relative one is relative to the suite file)")
+        if m.checkpoint is not None and m in used:
+            check_input(m.checkpoint, f"{suite.source}: models[{i}].checkpoint ({m.name})")
 
 
 def _discard_changed_training(run: Path, suite: Suite) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-import pytest
-
 from segformer_bench.report.tables import Table, to_html, to_latex, to_markdown
 
 NAMES = ["A|B", "<script>alert(1)</script>", "R&D &lt;x&gt;", "back\\slash \\| pipe", "$x^2$ and 50%", "snake_case",
@@ -59,7 +57,7 @@ def _expected_rows(newline: str) -> list[list[str]]:
 
 
 def test_markdown_names_render_as_their_own_text():
-    markdown_it = pytest.importorskip("markdown_it")
+    import markdown_it  # the test extra installs it
     text = to_markdown(_table(), "Caption <b>with</b> | and\nnewline")
     lines = text.splitlines()
     assert len(lines) == 2 + 2 + len(NAMES)  # caption, blank line, header, rule, one line per row: no name adds one
