@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # for annotations only: the suite loader imports the registry
     from ..bench.store import Store
     from ..bench.suite import ModelSpec, Suite
     from ..data.base import SegmentationDataset
+    from ..models.segmenter import Segmenter
     from ..report.page import Section
 
 
@@ -57,9 +58,9 @@ class RunContext(Protocol):
     def models(self, names: tuple[str, ...]) -> list[ModelSpec]:
         """The suite's models named in a section, in that order (all, in suite order, when it names none)."""
 
-    def model(self, spec: ModelSpec, num_classes: int) -> torch.nn.Module:
-        """`spec`'s model on the device (trained first if the suite says so), checked against `num_classes` and
-        recorded in the store with its checkpoint's hash."""
+    def model(self, spec: ModelSpec, dataset: SegmentationDataset) -> Segmenter:
+        """`spec`'s model (``models.open.open_model``) on the device, trained first if the suite says so, its
+        classes checked against (or mapped onto) the dataset's, recorded in the store with its files' hash."""
 
     def shared(self, value: object) -> object:
         """Rank 0's `value` on every rank (so that every rank walks the same list of units)."""

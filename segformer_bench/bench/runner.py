@@ -36,6 +36,8 @@ from ..data import build_dataset
 from ..data.base import SegmentationDataset
 from ..errors import UserError
 from ..image_io import locked_dir, sha256_of
+from ..models.open import model_files, open_model
+from ..models.segmenter import Segmenter
 from ..versions import package_versions
 from .specs import ModelSpec
 from .store import Store
@@ -68,8 +70,8 @@ def _model_checkpoint(spec: ModelSpec, suite: Suite, run_dir: Path, restart: boo
                       log: Callable[[str], None]) -> str:
     """The model's checkpoint: the suite's, or the final model of its (resumable) training run. With `restart`,
     a training run whose recipe changed starts anew (one whose recipe did not is kept)."""
-    if spec.checkpoint is not None:
-        return spec.checkpoint
+    if spec.train is None:
+        return spec.checkpoint  # None for a factory without weights
     from ..engine.train import config_changed, train
 
     config = train_config(spec, suite, suite.source)
@@ -79,6 +81,16 @@ def _model_checkpoint(spec: ModelSpec, suite: Suite, run_dir: Path, restart: boo
     # train checks the config and returns at once if the run is done
     return str(train(config, target, restart=restart and bool(config_changed(target, config)), progress=progress,
                      log=log))
+
+
+def _digest(files: list[Path]) -> str:
+    """The SHA-256 that identifies a model's files: the file's (or directory's) own for one, a hash of the list
+    of their hashes for several (mmseg: config and checkpoint), empty for none (a factory without weights)."""
+    if len(files) == 1:
+        return sha256_of(files[0])
+    import hashlib
+
+    return hashlib.sha256("".join(f"{sha256_of(f)}\n" for f in files).encode()).hexdigest() if files else ""
 
 
 def _check_unchanged(store: Store, run_dir: Path, name: str, checkpoint: str | os.PathLike, sha256: str) -> None:
@@ -104,8 +116,10 @@ def _check_inputs(suite: Suite) -> None:
 
     used = _used_models(suite)
     for i, m in enumerate(suite.models):
-        if m.checkpoint is not None and m in used:
-            check_input(m.checkpoint, f"{suite.source}: models[{i}].checkpoint ({m.name})")
+        for field in ("checkpoint", "path", "config"):
+            if getattr(m, field) is not None and m in used:
+                check_input(getattr(m, field), f"{suite.source}: models[{i}].{field} ({m.name})",
+                            directory=field == "path")
 
 
 def _discard_changed_training(run: Path, suite: Suite) -> None:
@@ -138,9 +152,9 @@ def _open_run_store(run: Path, suite: Suite, restart: bool) -> Store:
             store.clear(_tables(), meta)  # in one transaction: a run killed meanwhile finds the old store or this
             return store
         for spec in _used_models(suite):
-            path = Path(spec.checkpoint) if spec.checkpoint is not None else _training_dir(spec, run) / "model.pt"
-            if spec.name in store.models() and path.exists():
-                _check_unchanged(store, run, spec.name, path, sha256_of(path))
+            files = model_files(spec) if spec.train is None else [_training_dir(spec, run) / "model.pt"]
+            if spec.name in store.models() and all(f.exists() for f in files):
+                _check_unchanged(store, run, spec.name, ", ".join(map(str, files)), _digest(files))
         store.set_meta("versions", meta["versions"])
     except BaseException:
         store.close()
@@ -162,7 +176,7 @@ class _Run:
     progress: bool
     log: Callable[[str], None]
     restart: bool = False
-    _model: tuple[str, torch.nn.Module] | None = None
+    _model: tuple[str, Segmenter] | None = None
 
     @property
     def main(self) -> bool:
@@ -172,22 +186,22 @@ class _Run:
         by_name = {m.name: m for m in self.suite.models}
         return [by_name[n] for n in names] if names else list(self.suite.models)
 
-    def model(self, spec: ModelSpec, num_classes: int) -> torch.nn.Module:
-        from ..models.checkpoints import load_model
-
+    def model(self, spec: ModelSpec, dataset: SegmentationDataset) -> Segmenter:
         if self._model is not None and self._model[0] == spec.name:
             return self._model[1]
         self._model = None
-        checkpoint = _model_checkpoint(spec, self.suite, self.dir, self.restart, self.progress, self.log)
-        sha256 = sha256_of(checkpoint) if self.main else ""
+        entry = spec.entry(_model_checkpoint(spec, self.suite, self.dir, self.restart, self.progress, self.log))
+        files = model_files(entry)
+        source = ", ".join(map(str, files)) or str(entry.factory)
+        sha256 = _digest(files) if self.main else ""
         if self.main:
-            _check_unchanged(self.store, self.dir, spec.name, checkpoint, sha256)
-        model = load_model(checkpoint, num_classes=spec.num_classes).to(self.device)
-        if model.config.num_classes != num_classes:
-            raise UserError(f"model {spec.name} predicts {model.config.num_classes} classes but "
-                            f"{self.suite.dataset.name} has {num_classes}")
+            _check_unchanged(self.store, self.dir, spec.name, source, sha256)
+        index = next(i for i, m in enumerate(self.suite.models) if m.name == spec.name)
+        info = dataset.info
+        model = open_model(entry, info.num_classes, info.class_names,
+                           where=f"{self.suite.source}: models[{index}]").to(self.device)
         if self.main:
-            self.store.set_model(spec.name, checkpoint, sha256, model.config.to_dict())
+            self.store.set_model(spec.name, source, sha256, model.describe())
         self._model = (spec.name, model)
         return model
 

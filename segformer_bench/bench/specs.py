@@ -6,11 +6,13 @@ the analyses' registry for their sections.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..config import ConfigError
 from ..data import check_dataset_options
+from ..models.entry import ModelEntry
 
 
 @dataclass(frozen=True)
@@ -22,13 +24,17 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    name: str  # the row label in reports, e.g. "SegFormer-B0"
-    variant: str = "b0"
-    checkpoint: str | None = None  # relative to the suite file; or null and `train`
-    train: TrainSpec | None = None
-    num_classes: int | None = None  # only for encoder-only checkpoints
+class ModelSpec(ModelEntry):
+    """A suite's model: which model (``models.entry.ModelEntry``: a checkpoint, a transformers directory, a
+    factory…), or for this package's own families a recipe to train it first; and its own eval settings."""
+
+    train: TrainSpec | None = None  # this package's models: train first (then no checkpoint)
     eval: dict[str, Any] = field(default_factory=dict)  # EvalSettings fields for this model only (ADE B5: 640)
+
+    def entry(self, checkpoint: str | None = None) -> ModelEntry:
+        """The model entry ``open_model`` opens (with `checkpoint`, e.g. the trained one, in place of its own)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelEntry)}
+        return ModelEntry(**{**fields, **({"checkpoint": checkpoint} if checkpoint is not None else {})})
 
 
 @dataclass(frozen=True)

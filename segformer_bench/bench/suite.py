@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from ..analyses import ANALYSES
 from ..config import ConfigError, check_fields, from_mapping, load_yaml, to_mapping
+from ..models.entry import FOREIGN_FIELDS, ModelEntry
 from .specs import DatasetSpec, EvalSpec, ModelSpec, TrainSpec, check_eval, check_eval_overrides
 
 SUITE_VERSION = 1
@@ -71,6 +72,11 @@ class Suite:
         analysis's section under its own suite key."""
         data = to_mapping(self)
         del data["sections"], data["source"]
+        unset = to_mapping(ModelEntry(name=""))
+        for model in data["models"]:  # fields of other families, unset: as suites stored before they existed
+            for key in FOREIGN_FIELDS:
+                if model[key] == unset[key]:
+                    del model[key]
         for name, analysis in ANALYSES.items():
             spec = self.sections.get(name)
             data[analysis.section] = None if spec is None else to_mapping(spec)
@@ -128,6 +134,7 @@ def _shared_fields() -> list[str]:
 def _check(suite: Suite, where: str) -> None:
     from ..engine.train import MAX_SEED, TRAIN_PRESETS
     from ..errors import UserError
+    from ..models.entry import check_entry
     from ..models.registry import variant_name
 
     if suite.version != SUITE_VERSION:
@@ -143,12 +150,17 @@ def _check(suite: Suite, where: str) -> None:
         raise ConfigError(f"{where}: model names must be unique, got {names}")
     _check_names(suite, where)
     for i, m in enumerate(suite.models):
-        try:
-            variant_name(m.variant)
-        except UserError as e:
-            raise ConfigError(f"{where}: models[{i}].variant: {e}") from None
-        if (m.checkpoint is None) == (m.train is None):
+        if m.family in (None, "segformer", "deeplabv3plus"):
+            try:
+                variant_name(m.variant)
+            except UserError as e:
+                raise ConfigError(f"{where}: models[{i}].variant: {e}") from None
+        family = check_entry(m, f"{where}: models[{i}]")
+        if family in ("segformer", "deeplabv3plus") and (m.checkpoint is None) == (m.train is None):
             raise ConfigError(f"{where}: models[{i}] ({m.name}) needs exactly one of 'checkpoint' or 'train'")
+        if family not in ("segformer", "deeplabv3plus") and m.train is not None:
+            raise ConfigError(f"{where}: models[{i}] ({m.name}): family {family!r} is evaluated, not trained here; "
+                              "remove 'train'")
         if m.train is not None and m.train.preset not in TRAIN_PRESETS:
             raise ConfigError(f"{where}: models[{i}].train.preset {m.train.preset!r}: choose one of "
                               f"{', '.join(TRAIN_PRESETS)}")
@@ -183,7 +195,8 @@ def _resolve_paths(suite: Suite, base: Path) -> Suite:
             return t
         return dataclasses.replace(t, overrides={**t.overrides, "pretrained": resolve(t.overrides["pretrained"])})
 
-    models = tuple(dataclasses.replace(m, checkpoint=resolve(m.checkpoint), train=resolve_train(m.train))
+    models = tuple(dataclasses.replace(m, checkpoint=resolve(m.checkpoint), path=resolve(m.path),
+                                       config=resolve(m.config), train=resolve_train(m.train))
                    for m in suite.models)
     sections = {name: spec if spec is None else ANALYSES[name].resolve_paths(spec, resolve)
                 for name, spec in suite.sections.items()}

@@ -5,7 +5,8 @@ what a run would otherwise find out only when it reaches it:
 
 - the device name (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``): its spelling, not whether this machine has
   it, since a suite is often checked on one machine and run on another (a missing GPU is noted);
-- inputs exist: every model's checkpoint (and is not empty), a training recipe's ``pretrained`` file, and the
+- inputs exist: every model's checkpoint (and is not empty), transformers directory (with its config.json)
+  and mmseg config, a ``python`` model's factory imports, a training recipe's ``pretrained`` file, and the
   paths of the analyses' sections (a corrupted tree), which are all inputs;
 - training recipes: the preset with its overrides is a valid ``TrainConfig``, as the runner will build it;
 - datasets: the options are ones the dataset takes, and the dataset opens. SynthCity is built without
@@ -49,8 +50,7 @@ def check_suite(suite: Suite) -> list[str]:
     where = suite.source or suite.name
     notes = [n for n in [check_device(suite.device, f"{where}: device")] if n]
     for i, m in enumerate(suite.models):
-        if m.checkpoint is not None:
-            check_input(m.checkpoint, f"{where}: models[{i}].checkpoint")
+        check_model(m, f"{where}: models[{i}]")
     d = suite.dataset
     notes.append(check_dataset(d.name, d.split, d.root, d.options, f"{where}: dataset"))
     for name in suite.analyses:
@@ -87,14 +87,30 @@ def check_device(name: str, where: str) -> str | None:
     return None
 
 
-def check_input(path: str, where: str) -> None:
-    """A ConfigError unless `path` (a file or a directory the run reads) exists and, if a file, is not empty."""
+def check_input(path: str, where: str, directory: bool = False) -> None:
+    """A ConfigError unless `path` (a file or a directory the run reads) exists and, if a file, is not empty;
+    with `directory`, a transformers model directory (one holding config.json)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{where}: {p}: no such file or directory; check the path (relative paths are "
                           "relative to the suite file)")
     if p.is_file() and p.stat().st_size == 0:
         raise ConfigError(f"{where}: {p} is empty (0 bytes); point it at a complete file")
+    if directory and not (p / "config.json").is_file():
+        raise ConfigError(f"{where}: {p} is not a transformers model directory (no config.json in it); point it "
+                          "at the directory save_pretrained wrote")
+
+
+def check_model(model: Any, where: str) -> None:
+    """What can be checked of a model entry without building it: its files exist (a transformers directory
+    holds a config.json), its factory imports."""
+    for field in ("checkpoint", "path", "config"):
+        if getattr(model, field) is not None:
+            check_input(getattr(model, field), f"{where}.{field}", directory=field == "path")
+    if model.factory is not None:
+        from ..models.foreign.python import import_factory
+
+        import_factory(model.factory, where)
 
 
 def check_dataset(name: str, split: str, root: str | None, options: dict[str, Any], where: str) -> str | None:

@@ -28,7 +28,7 @@ import torch
 
 from ..config import from_mapping, to_mapping
 from ..data.base import SegmentationDataset
-from ..models.base import SegmentationModel
+from ..models.segmenter import Segmenter, as_segmenter
 from .inference import AUTOCAST, EvalSettings, check_input_size, segment_batch
 from .metrics import per_image_confusion, scores
 
@@ -106,8 +106,9 @@ def _batches(indices: Sequence[int], dataset: SegmentationDataset, settings: Eva
         yield group
 
 
-def evaluate(model: SegmentationModel, dataset: SegmentationDataset, settings: EvalSettings = EVAL_PRESETS["whole"],
-             device: torch.device | str = "cpu", limit: int | None = None, export_dir: str | os.PathLike | None = None,
+def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
+             settings: EvalSettings = EVAL_PRESETS["whole"], device: torch.device | str = "cpu",
+             limit: int | None = None, export_dir: str | os.PathLike | None = None,
              export: Callable[[np.ndarray, str, Path], None] | None = None, progress: bool = False,
              transform: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
              desc: str = "evaluating") -> EvalResult:
@@ -119,6 +120,7 @@ def evaluate(model: SegmentationModel, dataset: SegmentationDataset, settings: E
     """
     from tqdm import tqdm
 
+    model = as_segmenter(model)
     device = torch.device(device)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     indices, rank, world = _shard(n)
@@ -215,7 +217,7 @@ def run_evaluation(checkpoint: str, dataset: str, split: str = "val", root: str 
     from ..config import ConfigError, override
     from ..data import build_dataset
     from ..image_io import atomic_path, write_json
-    from ..models.checkpoints import load_model
+    from ..models.open import open_model
     from ..versions import package_versions
     from .distributed import device_for, init_from_env
 
@@ -231,7 +233,7 @@ def run_evaluation(checkpoint: str, dataset: str, split: str = "val", root: str 
         raise ConfigError("--export-cityscapes needs a model and dataset in Cityscapes' 19 classes")
     rank, _world, local_rank = init_from_env()
     dev = device_for(device, local_rank)
-    model = load_model(checkpoint).to(dev)
+    model = open_model(checkpoint, where=str(checkpoint)).to(dev)
     if model.num_classes != ds.info.num_classes:
         raise ConfigError(f"{checkpoint} predicts {model.num_classes} classes but {dataset} has "
                           f"{ds.info.num_classes}; evaluate it on a matching dataset")

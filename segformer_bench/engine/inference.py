@@ -1,10 +1,11 @@
 """From images to logits and label maps: whole-image and sliding-window inference, multi-scale and flip.
 
-``whole_inference`` and ``slide_inference`` take the network's input (``model.preprocess`` of the images) and
-return logits at the input resolution. ``segment_batch`` is the one pipeline from uint8 images to labels that
-every caller runs (evaluation, the benchmark runner, the CLI through ``predict``): preprocess, resize to each
-test scale of its ``EvalSettings``, run whole or sliding, optionally flipped, resize the logits back; one run
-gives the argmax of its logits, several the argmax of their averaged softmax probabilities.
+Every model runs as a ``models.segmenter.Segmenter``. ``whole_inference`` and ``slide_inference`` take the
+network's input (the Segmenter's ``preprocess`` of the images) and its ``network`` and return logits at the input
+resolution. ``segment_batch`` is the one pipeline from uint8 images to labels that every caller runs
+(evaluation, the benchmark runner, the CLI through ``predict``): preprocess, resize to each test scale of its
+``EvalSettings``, run whole or sliding, optionally flipped, resize the logits back; one run gives the argmax of
+its logits, several the argmax of their averaged softmax probabilities.
 
 The sliding window is mmseg 0.13's ``EncoderDecoder.slide_inference``, which produced every released
 SegFormer Cityscapes number (1024×1024 windows, stride 768 on 1024×2048 images): windows start on a
@@ -17,6 +18,7 @@ size in that axis (no padding).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from ..models.base import SegmentationModel
+from ..models.segmenter import Segmenter, as_segmenter
 
 Mode = Literal["whole", "slide"]
 
@@ -74,7 +76,7 @@ def window_grid(size: tuple[int, int], crop: tuple[int, int],
     return [(y0, y0 + h, x0, x0 + w) for y0 in window_starts(H, ch, sh) for x0 in window_starts(W, cw, sw)]
 
 
-def check_input_size(model: SegmentationModel, size: tuple[int, int], mode: Mode = "whole",
+def check_input_size(model: Segmenter, size: tuple[int, int], mode: Mode = "whole",
                      crop: tuple[int, int] = (1024, 1024), stride: tuple[int, int] = (768, 768)) -> None:
     """Raise a UserError unless `mode` can run `model` on an image of `size` (H, W): a known mode, a valid
     window, and an image (or window) no smaller than the model's ``min_input_side``."""
@@ -91,16 +93,20 @@ def check_input_size(model: SegmentationModel, size: tuple[int, int], mode: Mode
                         f"{smallest}×{smallest}; use a larger {what}")
 
 
-def whole_inference(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+Network = Callable[[torch.Tensor], torch.Tensor]  # network input → logits at the network's output resolution
+
+
+def whole_inference(model: Network, images: torch.Tensor) -> torch.Tensor:
     """Logits (B, K, H, W) for normalised images (B, 3, H, W): one forward pass over the whole image, its
-    quarter-resolution logits resized bilinearly (align_corners=False) to the input size."""
+    logits (SegFormer's and DeepLabV3+'s at quarter resolution) resized bilinearly (align_corners=False) to the
+    input size."""
     logits = model(images).float()  # float32 even under autocast
     if logits.shape[-2:] != images.shape[-2:]:
         logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
     return logits
 
 
-def slide_inference(model: torch.nn.Module, images: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int],
+def slide_inference(model: Network, images: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int],
                     num_classes: int | None = None, window_batch: int = 8) -> torch.Tensor:
     """Logits (B, K, H, W) for normalised images (B, 3, H, W) by sliding-window inference (module docstring).
 
@@ -145,19 +151,20 @@ def inference_size(size: tuple[int, int], settings: EvalSettings, ratio: float) 
     return h, w
 
 
-def _run(model: torch.nn.Module, x: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
+def _run(model: Network, x: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
     if settings.mode == "slide":
         return slide_inference(model, x, settings.crop, settings.stride, window_batch=settings.window_batch)
     return whole_inference(model, x)
 
 
-def segment_batch(model: SegmentationModel, images: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
+def segment_batch(model: Segmenter | torch.nn.Module, images: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
     """Label maps (B, H, W) for uint8 RGB images (B, 3, H, W) on the model's device, by `settings`.
 
     The caller chooses the grad mode, autocast and the model's train/eval mode (``predict`` does all three).
     """
+    model = as_segmenter(model)
     size = tuple(images.shape[-2:])
-    x = model.preprocess(images)
+    x = model.preprocess(images, scale=255)
     single = settings.scales == (1.0,) and not settings.flip
     probs = None
     for ratio in settings.scales:
@@ -165,7 +172,7 @@ def segment_batch(model: SegmentationModel, images: torch.Tensor, settings: Eval
         xs = x if target == size else F.interpolate(x, size=target, mode="bilinear", align_corners=False)
         for flipped in (False, True) if settings.flip else (False,):
             inp = xs.flip(-1) if flipped else xs
-            logits = _run(model, inp, settings)
+            logits = _run(model.network, inp, settings)
             if flipped:
                 logits = logits.flip(-1)
             if logits.shape[-2:] != size:
@@ -177,15 +184,16 @@ def segment_batch(model: SegmentationModel, images: torch.Tensor, settings: Eval
     return probs.argmax(dim=1)
 
 
-def predict(model: SegmentationModel, images: torch.Tensor, mode: Mode = "whole", crop: tuple[int, int] = (1024, 1024),
-            stride: tuple[int, int] = (768, 768), autocast: torch.dtype | None = None,
-            window_batch: int = 8) -> torch.Tensor:
+def predict(model: Segmenter | torch.nn.Module, images: torch.Tensor, mode: Mode = "whole",
+            crop: tuple[int, int] = (1024, 1024), stride: tuple[int, int] = (768, 768),
+            autocast: torch.dtype | None = None, window_batch: int = 8) -> torch.Tensor:
     """Argmax labels (B, H, W) for RGB images (B, 3, H, W) on the 0–255 scale, uint8 unless the model has
     more than 256 classes (then int64), on the model's device: ``segment_batch`` at the image's own size.
 
     `autocast` (e.g. torch.bfloat16 or torch.float16 on a GPU) runs the model under torch.autocast; logits
     are still resized and accumulated in float32. The model runs in eval mode and is restored afterwards.
     """
+    model = as_segmenter(model)
     check_input_size(model, tuple(images.shape[-2:]), mode, crop, stride)
     settings = EvalSettings(mode=mode, crop=crop, stride=stride, window_batch=window_batch)
     device = next(model.parameters()).device

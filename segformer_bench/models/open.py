@@ -112,10 +112,7 @@ def open_model(entry: ModelEntry | Mapping[str, Any] | str | os.PathLike, num_cl
     return seg.eval()
 
 
-def entry_files(entry: ModelEntry) -> list[Path]:
-    """The files whose contents identify the entry's model (their hashes go into the results store)."""
-    family = check_entry(entry, "model entry")
-    if family == "transformers":
-        root = Path(entry.path)
-        return sorted(p for p in root.iterdir() if p.is_file() and (p.suffix in (".json", ".safetensors", ".bin")))
-    return [Path(p) for p in (entry.config, entry.checkpoint) if p is not None]
+
+def model_files(entry: ModelEntry) -> list[Path]:
+    """The files (or directories) whose contents identify the entry's model: their hashes go into the store."""
+    return [Path(p) for p in (entry.path, entry.config, entry.checkpoint) if p is not None]

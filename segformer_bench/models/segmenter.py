@@ -163,6 +163,7 @@ class Segmenter(nn.Module):
         self.model_classes = num_classes
         self.model_class_names = tuple(class_names) if class_names is not None else None
         self._description = dict(description or {})
+        self.train(module.training)  # as the wrapped module is (callers restore the mode they found)
 
     # -- what a model is ------------------------------------------------------------------------------------
 

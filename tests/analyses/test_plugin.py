@@ -56,14 +56,14 @@ class MeanLogit(Analysis):
     def run(self, ctx, spec):
         dataset = ctx.dataset()
         for model_spec in ctx.models(spec.models):
-            model = ctx.model(model_spec, dataset.info.num_classes).eval()
+            model = ctx.model(model_spec, dataset).eval()
             for i in range(spec.images):
                 sample = dataset[i]
                 if ctx.main and ctx.store.has("mean_logit", model=model_spec.name, image=sample["name"]):
                     continue
                 x = normalize(torch.from_numpy(sample["image"]).permute(2, 0, 1)[None].float())
                 with torch.inference_mode():
-                    value = float(model(x).mean())
+                    value = float(model.network(x).mean())
                 self.computed.append((model_spec.name, sample["name"]))
                 ctx.store.insert("mean_logit", {"model": model_spec.name, "image": sample["name"], "value": value})
 

@@ -124,11 +124,11 @@ def test_interrupted_analyses_resume_with_the_uninterrupted_numbers(tmp_path, mo
             raise KeyboardInterrupt
         return real_evaluate(*args, **kwargs)
 
-    def dying_block(spec, model, dataset, indices, device):
+    def dying_block(spec, model, dataset, indices, device, taps):
         calls.append(f"erf {indices}")
         if len([c for c in calls if c.startswith("erf")]) == 2 and die["erf"]:
             raise KeyboardInterrupt
-        return real_block(spec, model, dataset, indices, device)
+        return real_block(spec, model, dataset, indices, device, taps)
 
     die = {"evaluate": True, "erf": False}
     monkeypatch.setattr(resolution_run, "evaluate", dying_evaluate)

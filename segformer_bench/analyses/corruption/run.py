@@ -46,7 +46,7 @@ def run_cells(ctx: RunContext, spec: CorruptionSpec) -> None:
             wants_gallery = ctx.shared(gallery and ctx.main and not tables.has_gallery(store, model_spec.name, *CLEAN))
             if not todo and not wants_gallery:
                 continue
-            model = ctx.model(model_spec, dataset.info.num_classes)
+            model = ctx.model(model_spec, dataset)
             settings = eval_settings(suite.eval.preset, suite.eval.overrides, model_spec.eval,
                                      where=f"{suite.source}: model {model_spec.name!r}, eval")
             for corruption, severity in todo:

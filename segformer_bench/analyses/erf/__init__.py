@@ -28,7 +28,7 @@ class ERFSpec:
     names: tuple[str, ...] = ()  # explicit image names (as the dataset names them) instead of the first `images`
     size: tuple[int, int] = (1024, 1024)  # input (H, W): each image resized to cover it, then centre-cropped
     models: tuple[str, ...] = ()  # default: all
-    taps: tuple[str, ...] = ()  # default: every tap of maps.TAPS (stage1…stage4, fused, logits)
+    taps: tuple[str, ...] = ()  # default: each model's taps among maps.TAPS (stage1…stage4, fused, logits)
     block: int = 4  # images per batch and per stored block (the unit a resumed run restarts from)
     dataset_options: dict[str, Any] = field(default_factory=dict)
 
@@ -50,9 +50,14 @@ class ERFAnalysis(Analysis):
             raise ConfigError(f"{where}: erf needs images ≥ 1, block ≥ 1 and a size of at least 32×32")
         if len(set(spec.names)) != len(spec.names):
             raise ConfigError(f"{where}: erf.names lists an image more than once")
-        bad = [t for t in spec.taps if t not in TAPS]
-        if bad:
-            raise ConfigError(f"{where}: erf.taps {bad}: choose from {', '.join(TAPS)}")
+        models = [m for m in suite.models if not spec.models or m.name in spec.models]
+        own = all(m.family in (None, "segformer", "deeplabv3plus") for m in models)
+        bad = [t for t in spec.taps if not (isinstance(t, str) and (t in TAPS or not own and t.isidentifier()))]
+        if bad:  # other families' taps are checked when the model is opened
+            raise ConfigError(f"{where}: erf.taps {bad}: choose from {', '.join(TAPS)}"
+                              + ("" if own else " or the taps every model of the section offers"))
+        if len(set(spec.taps)) != len(spec.taps):
+            raise ConfigError(f"{where}: erf.taps {list(spec.taps)} names a tap more than once")
 
     def describe(self, spec: ERFSpec) -> str:
         return f"erf ({spec.images} images)"

@@ -24,14 +24,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...models.base import TAPS, SegmentationModel  # TAPS: the taps every model family offers
+from ...models.base import TAPS  # the taps this package's model families offer
+from ...models.segmenter import Segmenter
 
 THRESHOLDS: tuple[float, ...] = (0.2, 0.3, 0.5, 0.99)
 
 
-def taps(model: SegmentationModel, x: torch.Tensor, names: Sequence[str] = TAPS) -> dict[str, torch.Tensor]:
-    """The named feature maps of `model` for input `x` (one forward pass, computed only as far as needed)."""
-    return model.features(x, names)
+def taps(model: Segmenter, x: torch.Tensor, names: Sequence[str] = TAPS) -> dict[str, torch.Tensor]:
+    """The named feature maps of `model` (a Segmenter, or a module with the protocol's ``features``) for network
+    input `x` (one forward pass)."""
+    return model.network_features(x, names) if isinstance(model, Segmenter) else model.features(x, names)
 
 
 def centre_response(feature: torch.Tensor) -> torch.Tensor:
@@ -40,9 +42,10 @@ def centre_response(feature: torch.Tensor) -> torch.Tensor:
     return torch.relu(feature[:, :, h // 2, w // 2]).sum()
 
 
-def contribution_maps(model: torch.nn.Module, images: torch.Tensor,
+def contribution_maps(model: Segmenter | torch.nn.Module, images: torch.Tensor,
                       names: Sequence[str] = TAPS) -> dict[str, torch.Tensor]:
-    """Per tap, the (B, H, W) positive-gradient maps of a batch of normalised images (B, 3, H, W).
+    """Per tap, the (B, H, W) positive-gradient maps of a batch of network inputs (B, 3, H, W): the gradient is
+    taken with respect to the model's own (preprocessed) input, as RepLKNet does.
 
     Images are independent in eval mode, so one backward pass per tap serves the whole batch.
     """

@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import io
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,12 @@ TAP_TITLES = {"stage1": "Stage 1", "stage2": "Stage 2", "stage3": "Stage 3", "st
 NOT_REACHED = "not reached"
 
 
+def ordered_taps(names: Iterable[str]) -> list[str]:
+    """The distinct tap names, those of TAPS first in its order, then others (a foreign model's) as first seen."""
+    seen = list(dict.fromkeys(names))
+    return [t for t in TAPS if t in seen] + [t for t in seen if t not in TAPS]
+
+
 @dataclass(frozen=True)
 class ModelERF:
     """One model's mean contribution map per tap over its images."""
@@ -50,7 +56,7 @@ def merge_blocks(blocks: Mapping[tuple[str, int], Mapping]) -> dict[str, ModelER
     models = list(dict.fromkeys(m for m, _ in blocks))
     for model in models:
         keys = sorted(b for m, b in blocks if m == model)
-        taps = [t for t in TAPS if any(t in blocks[(model, b)]["counts"] for b in keys)]
+        taps = ordered_taps(t for b in keys for t in blocks[(model, b)]["counts"])
         acc = ERFAccumulator(taps)
         names: list[str] = []
         for b in keys:
@@ -118,7 +124,7 @@ def erf_grid_png(erfs: Mapping[str, ModelERF], normalisation: str = "log") -> by
     from matplotlib.figure import Figure
 
     title, f = NORMALISATIONS[normalisation]
-    taps = [t for t in TAPS if any(t in e.maps for e in erfs.values())]
+    taps = ordered_taps(t for e in erfs.values() for t in e.maps)
     models = list(erfs)
     fig = Figure(figsize=(1.9 * len(taps) + 1.6, 1.9 * len(models) + 0.6), dpi=100, layout="constrained")
     axes = fig.subplots(len(models), len(taps), squeeze=False)

@@ -12,6 +12,7 @@ import torch
 
 from ...data.base import SegmentationDataset
 from ...errors import UserError
+from ...models.segmenter import Segmenter
 from . import store as tables
 from .maps import TAPS, ERFAccumulator, contribution_maps, cover_crop
 
@@ -20,15 +21,26 @@ if TYPE_CHECKING:
     from . import ERFSpec
 
 
-def erf_block(spec: ERFSpec, model: torch.nn.Module, dataset: SegmentationDataset, indices: list[int],
-              device: torch.device) -> dict:
-    """One block's ERF totals: {names, sums, counts, skipped, seconds}."""
-    taps = spec.taps or TAPS
+def model_taps(spec: ERFSpec, model: Segmenter, where: str) -> tuple[str, ...]:
+    """The taps the ERF of `model` is taken at: the section's (each one the model must offer), else those of the
+    model's taps that are among TAPS (this package's models: all of them)."""
+    if spec.taps:
+        missing = [t for t in spec.taps if t not in model.taps]
+        if missing:
+            raise UserError(f"{where}: erf.taps {', '.join(missing)}: model {model.name!r} offers "
+                            f"{', '.join(model.taps)}; list only taps every model has, or give the model taps")
+        return tuple(spec.taps)
+    return tuple(t for t in TAPS if t in model.taps)
+
+
+def erf_block(spec: ERFSpec, model: Segmenter, dataset: SegmentationDataset, indices: list[int],
+              device: torch.device, taps: tuple[str, ...] = TAPS) -> dict:
+    """One block's ERF totals at `taps`: {names, sums, counts, skipped, seconds}."""
     t0 = time.perf_counter()
     samples = [dataset[i] for i in indices]
     images = torch.stack([cover_crop(s["image"], spec.size) for s in samples]).to(device)
     acc = ERFAccumulator(taps)
-    acc.add(contribution_maps(model, model.preprocess(images), taps))
+    acc.add(contribution_maps(model, model.preprocess(images, scale=255), taps))
     return {"names": [s["name"] for s in samples], "sums": acc.sums, "counts": acc.count, "skipped": acc.skipped,
             "seconds": time.perf_counter() - t0}
 
@@ -69,10 +81,11 @@ def run_blocks(ctx: RunContext, spec: ERFSpec) -> None:
             bar.update(n - sum(len(blocks[b]) for b in todo))
             if not todo:
                 continue
-            model = ctx.model(model_spec, dataset.info.num_classes)
+            model = ctx.model(model_spec, dataset)
+            taps = model_taps(spec, model, ctx.suite.source)
             for start in range(0, len(todo), ctx.world):
                 mine = todo[start: start + ctx.world]
-                part = (mine[ctx.rank], erf_block(spec, model, dataset, blocks[mine[ctx.rank]], ctx.device)) \
+                part = (mine[ctx.rank], erf_block(spec, model, dataset, blocks[mine[ctx.rank]], ctx.device, taps)) \
                     if ctx.rank < len(mine) else None
                 for b, block in (p for p in ctx.gather(part) if p is not None):
                     if ctx.main:

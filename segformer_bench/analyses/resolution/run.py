@@ -38,7 +38,7 @@ def run_tests(ctx: RunContext, spec: ResolutionSpec) -> None:
             bar.update(len(spec.tests) - len(todo))
             for test in (t for t in spec.tests if t.name in todo):
                 dataset = ctx.dataset(**test.dataset_options)
-                model = ctx.model(model_spec, dataset.info.num_classes)
+                model = ctx.model(model_spec, dataset)
                 settings = eval_settings(test.eval.preset, model_spec.eval, test.eval.overrides,
                                          where=f"{suite.source}: resolution test {test.name!r}, eval")
                 result = evaluate(model, dataset, settings, ctx.device, limit=suite.dataset.limit,
