@@ -10,3 +10,7 @@ class UserError(Exception):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be read, or whose tensors do not fit the model it describes."""
+
+
+class EncoderOnlyError(CheckpointError):
+    """An encoder-only checkpoint (no decoder weights) opened without the class count its new head needs."""

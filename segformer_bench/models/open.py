@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, from_mapping
+from ..errors import EncoderOnlyError
 from .entry import ModelEntry, check_entry
 from .segmenter import BuiltinSegmenter, Segmenter, resolve_class_map
 
@@ -25,7 +26,12 @@ def _open_builtin(entry: ModelEntry, num_classes: int | None, where: str) -> Seg
 
     if entry.checkpoint is None:
         raise ConfigError(f"{where} ({entry.name}): needs a checkpoint (or a training recipe in a suite)")
-    model = load_model(entry.checkpoint, num_classes=entry.num_classes or num_classes)
+    try:
+        model = load_model(entry.checkpoint, num_classes=entry.num_classes)
+    except EncoderOnlyError:  # a new head: for the entry's classes, else the dataset's
+        if entry.num_classes is not None or num_classes is None or entry.class_map:
+            raise
+        model = load_model(entry.checkpoint, num_classes=num_classes)
     if entry.family is not None and model.family != entry.family:
         raise ConfigError(f"{where} ({entry.name}): {entry.checkpoint} holds a {model.display_name}, not a model "
                           f"of family {entry.family!r}; fix the family or the checkpoint")

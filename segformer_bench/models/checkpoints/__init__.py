@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from ...errors import CheckpointError, UserError
+from ...errors import CheckpointError, EncoderOnlyError, UserError
 from ..base import SegmentationModel
 from ..deeplab import ARCH as DEEPLAB_ARCH
 from ..deeplab import DeepLabV3Plus
@@ -147,6 +147,8 @@ def load_model(path: str | os.PathLike, num_classes: int | None = None) -> Segme
         return deeplab.eval()
     try:
         config = infer_config(state, known, num_classes)
+    except EncoderOnlyError as e:
+        raise EncoderOnlyError(f"{path}: {e}") from None
     except UserError as e:  # shapes no SegFormer has, e.g. a config.json with zero heads
         raise CheckpointError(f"{path}: {e}; fix or re-download the checkpoint") from None
     model = SegFormer(config)

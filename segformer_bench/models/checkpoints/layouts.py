@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ...errors import CheckpointError, UserError
+from ...errors import CheckpointError, EncoderOnlyError, UserError
 from ..segformer import VARIANTS, SegFormer, SegFormerConfig, segformer_variant_of
 
 # (ours, theirs) for whole-key prefixes; block-level leaves are a second table applied after the prefix.
@@ -202,7 +202,7 @@ def infer_config(state: Mapping[str, torch.Tensor], known: dict | None, num_clas
         fields["num_classes"] = head_classes
     else:
         if num_classes is None:
-            raise CheckpointError("encoder-only checkpoint (no decoder weights): pass num_classes for the new head")
+            raise EncoderOnlyError("encoder-only checkpoint (no decoder weights): pass num_classes for the new head")
         fields["num_classes"] = num_classes
         probe = SegFormerConfig(embed_dims=tuple(dims), depths=tuple(depths))
         variant = segformer_variant_of(probe)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, EncoderOnlyError
 from ..deeplab import RESNET_BLOCKS, DeepLabConfig, DeepLabV3Plus
 
 TORCHVISION_KEY = re.compile(r"^(conv1\.|bn1\.|layer[1-4]\.\d+\.|fc\.)")
@@ -73,6 +73,6 @@ def torchvision_config(state: Mapping[str, torch.Tensor], num_classes: int | Non
     if depth is None:
         raise CheckpointError(f"{where}: a ResNet of no supported depth (50 or 101)")
     if num_classes is None:
-        raise CheckpointError(f"{where}: encoder-only checkpoint (ImageNet ResNet): pass num_classes for the "
+        raise EncoderOnlyError(f"{where}: encoder-only checkpoint (ImageNet ResNet): pass num_classes for the "
                               "new head")
     return DeepLabConfig(depth=depth, num_classes=num_classes)
