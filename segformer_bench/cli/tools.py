@@ -6,6 +6,7 @@ leaves no partial output.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,11 +20,12 @@ from ..engine.distributed import resolve_device
 from ..engine.inference import Mode, check_input_size, predict
 from ..errors import UserError
 from ..image_io import atomic_path, check_output_dir, read_image, write_png
-from ..models.base import SegmentationModel
 from ..models.checkpoints import export_huggingface, export_official, load_model, save_model
+from ..models.open import entry_from, open_model
 from ..models.profile import count_macs, count_parameters
 from ..models.registry import build_model, variant_name
 from ..models.segformer import VARIANTS
+from ..models.segmenter import Segmenter, as_segmenter
 
 ExportFormat = Literal["huggingface", "segformer-bench", "official"]
 EXPORT_FORMATS: tuple[str, ...] = ("huggingface", "segformer-bench", "official")
@@ -75,11 +77,15 @@ def format_variant_table(rows: Sequence[dict], num_classes: int, size: tuple[int
 # predict
 
 
-def model_from(checkpoint: str | os.PathLike | None, variant: str, num_classes: int | None) -> SegmentationModel:
-    """The model in `checkpoint`, or a freshly initialised `variant` (19 classes unless told otherwise)."""
+def model_from(checkpoint: str | os.PathLike | None, variant: str, num_classes: int | None) -> Segmenter:
+    """The model in `checkpoint` (this package's in any layout, or a transformers directory), or a freshly
+    initialised `variant` (19 classes unless told otherwise)."""
     if checkpoint is not None:
-        return load_model(checkpoint, num_classes=num_classes)
-    return build_model(variant, 19 if num_classes is None else num_classes).eval()
+        entry = entry_from(checkpoint)
+        if entry.family is None and num_classes is not None:  # an encoder-only file's new head
+            entry = dataclasses.replace(entry, num_classes=num_classes)
+        return open_model(entry, where=str(checkpoint))
+    return as_segmenter(build_model(variant, 19 if num_classes is None else num_classes).eval())
 
 
 def segment_images(images: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
