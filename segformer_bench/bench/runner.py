@@ -222,7 +222,8 @@ class _Run:
     def bar(self, total: int, desc: str, unit: str):
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit=unit, disable=not (self.progress and self.main))
+        return tqdm(total=total, desc=desc, unit=unit, disable=not (self.progress and self.main),
+                    delay=0.5)  # drawn once there is progress to show: a run refused at once prints one line
 
     def dataset(self, **options: object) -> SegmentationDataset:
         d = self.suite.dataset

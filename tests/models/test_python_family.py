@@ -217,3 +217,17 @@ def test_validate_imports_the_factory_and_names_the_field(user_code, tmp_path, c
     path.write_text(yaml.safe_dump(suite))
     message = cli_error(["validate", str(path)], capsys)
     assert "models[0]" in message and "'user_models' has no 'nothing_here'" in message
+
+
+def test_run_of_a_suite_whose_model_has_other_classes_is_one_line_and_stores_nothing(user_code, tmp_path, capsys):
+    suite = {"version": 1, "name": "py", "analyses": ["corruption"],
+             "dataset": {"name": "synthcity", "split": "val", "limit": 1, "options": {"size": [32, 64], "length": 1}},
+             "models": [torchvision_entry(options={"num_classes": 7, "width": 8})],
+             "corruptions": {"cells": [["contrast", 1]]}, "device": "cpu", "reports": ["tables"]}
+    path = tmp_path / "py.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    message = cli_error(["run", str(path), "--run-dir", str(tmp_path / "run")], capsys)
+    assert "models[0] (TV): the model predicts 7 classes but the dataset has 19" in message
+    from tests.helpers import stored
+
+    assert stored(tmp_path / "run", lambda store: store.models()) == {}
