@@ -145,3 +145,34 @@ def test_a_run_saved_before_the_new_fields_is_unchanged(tmp_path):
         "aux_loss_weight", "model"]
     with pytest.raises(UserError, match=r"different config \(changed: decay_norms\)"):
         prepare_run_dir(run, dataclasses.replace(config, decay_norms=True), restart=False)
+
+
+def test_shipped_suites_follow_the_released_configs():
+    """cityscapes_c and erf use mmseg's released r101-d8 file (tested whole-image, as its test_cfg); the two
+    resolution-shift suites slide the 768 window with stride 768 (the released 768 config's test_cfg) and differ
+    only in the initialisation, the same for both variants within each."""
+    import yaml
+
+    from segformer_bench.bench.suite import SUITES_DIR
+
+    def read(name: str) -> dict:
+        return yaml.safe_load((SUITES_DIR / f"{name}.yaml").read_text())
+
+    released = "../checkpoints/deeplabv3plus_r101-d8_512x1024_80k_cityscapes_20200606_114143-068fcfe9.pth"
+    for name in ("cityscapes_c", "erf"):
+        (deeplab,) = [m for m in read(name)["models"] if m["variant"] == "deeplabv3plus-r101"]
+        assert deeplab["checkpoint"] == released and "train" not in deeplab
+    (deeplab,) = [m for m in read("cityscapes_c")["models"] if m["variant"] == "deeplabv3plus-r101"]
+    assert deeplab["eval"] == {"mode": "whole"}
+
+    pretrained, scratch = read("resolution_shift"), read("resolution_shift_scratch")
+    for suite in (pretrained, scratch):
+        (slide,) = [t for t in suite["resolution"]["tests"] if t["eval"]["overrides"].get("crop") == [768, 768]]
+        assert slide["eval"]["overrides"]["stride"] == [768, 768]
+    assert [m["train"]["overrides"]["pretrained"] for m in pretrained["models"]] == ["../checkpoints/mit_b2.pth"] * 2
+    assert all("pretrained" not in m["train"]["overrides"] for m in scratch["models"])
+    for with_file, without in zip(pretrained["models"], scratch["models"], strict=True):
+        overrides = {k: v for k, v in with_file["train"]["overrides"].items() if k != "pretrained"}
+        assert (without["name"], without["variant"], without["train"]["overrides"]) == (
+            with_file["name"], with_file["variant"], overrides)
+    assert scratch["resolution"] == pretrained["resolution"]
