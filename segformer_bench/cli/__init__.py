@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "--set field=value; run again with the same arguments to resume. "
                                         "For several GPUs or nodes, launch the same command with torchrun.")
     p.add_argument("--run-dir", required=True, metavar="DIR", help="checkpoints, metrics.jsonl and model.pt go here")
-    p.add_argument("--preset", default=None, help="cityscapes (default), ade20k or synthcity")
+    p.add_argument("--preset", default=None,
+                   help="cityscapes (default), ade20k, synthcity or cityscapes-deeplab-mmseg (mmseg's DeepLabV3+)")
     p.add_argument("--config", metavar="YAML", help="TrainConfig fields laid over the preset")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override one field (repeatable)")
     p.add_argument("--restart", action="store_true", help="discard the run directory's checkpoints and start anew")

@@ -7,6 +7,12 @@ iterations, batch 8 of 1024×1024 crops, cross-entropy ignoring 255. Two details
 the warm-up multiplies the poly schedule (mmcv's ``PolyLrUpdaterHook``), and the loss is averaged over
 *all* pixels of the batch, ignored ones included (mmseg < 0.24 had no ``avg_non_ignore``).
 
+mmseg's DeepLabV3+ Cityscapes recipe is the preset ``cityscapes-deeplab-mmseg`` (``TRAIN_PRESETS``): SGD
+(``optimizer``, ``momentum``), weight decay on every parameter (``decay_norms``), poly 0.9 down to ``min_lr``
+without warm-up, and the auxiliary FCN head's loss at weight 0.4 (``aux_loss_weight``; a DeepLabV3+ is then built
+with ``aux_head=True``). These fields default to the SegFormer recipe's behaviour, and a run directory whose
+saved config predates them compares equal to a config that leaves them at their defaults (``config_changed``).
+
 Reproducibility and exact resume: the i-th training sample of the run (a global counter ``s``) is the
 image ``perm_epoch[s mod N]`` augmented with ``numpy.random.default_rng([seed, s])``, so the data stream
 is a pure function of (seed, s) whatever the number of workers or ranks; the model's own randomness
@@ -26,6 +32,7 @@ as ``*.unreadable`` and the run resumes from the previous one, saying so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -55,6 +62,9 @@ from .distributed import device_for, init_from_env
 from .inference import AUTOCAST
 
 MAX_SEED = 2**63 - 1  # seeds are stored in SQLite's signed 64-bit integers (and torch.manual_seed takes 64 bits)
+
+
+OPTIMIZERS = ("adamw", "sgd")
 
 
 class TrainingDiverged(UserError):
@@ -94,6 +104,10 @@ class TrainConfig:
     warmup_ratio: float = 1e-6
     power: float = 1.0
     min_lr: float = 0.0
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # mmseg's CNN recipes use SGD (with `momentum`, no betas)
+    momentum: float = 0.9  # SGD only
+    decay_norms: bool = False  # True: weight decay on every parameter (mmseg's SGD recipe has no paramwise rules)
+    aux_loss_weight: float = 0.0  # > 0: the auxiliary head's loss at this weight (mmseg's DeepLabV3+: 0.4)
     amp: Literal["none", "bf16", "fp16"] = "none"
     # bookkeeping
     seed: int = 0
@@ -114,12 +128,16 @@ class TrainConfig:
             raise UserError(f"crop {self.crop} is too small: at least 32×32")
         if self.checkpoint_interval < 1 or self.log_interval < 1 or self.eval_interval < 0:
             raise UserError("checkpoint_interval and log_interval must be ≥ 1, eval_interval ≥ 0")
-        for name in ("lr", "min_lr", "head_lr_mult", "weight_decay"):
+        for name in ("lr", "min_lr", "head_lr_mult", "weight_decay", "aux_loss_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise UserError(f"field '{name}' must be a finite number ≥ 0, got {value}")
         if not all(math.isfinite(b) and 0 <= b < 1 for b in self.betas):
             raise UserError(f"field 'betas' must be two numbers in [0, 1), got {list(self.betas)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"field 'optimizer' {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise UserError(f"field 'momentum' must be a number in [0, 1), got {self.momentum}")
         if not 0 <= self.seed <= MAX_SEED:
             raise UserError(f"field 'seed' {self.seed} is out of range: use an integer from 0 to 2^63 − 1 ({MAX_SEED})")
         from ..data import check_dataset_options  # before the run directory is made, not when the data is built
@@ -136,6 +154,16 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                              img_scale=(512, 256), iters=400, batch_size=8, lr=6e-4, warmup_iters=40,
                              workers=2, log_interval=10, checkpoint_interval=100, eval_interval=0,
                              eval_preset="whole", eval_limit=50),
+    # mmseg's deeplabv3plus_r101b-d8_512x1024_80k_cityscapes (set `pretrained` to a torchvision resnet101 file, as
+    # its torchvision://resnet101): SGD lr 0.01, momentum 0.9, weight decay 5e-4 on every parameter, no decoder
+    # lr multiplier, poly power 0.9 down to 1e-4 without warm-up, 80k iterations of batch 8 (2 per GPU × 4 GPUs
+    # there) on 512×1024 crops, the auxiliary FCN head at loss weight 0.4; checkpoints and evaluation (whole
+    # image, as its test_cfg) every 8000 iterations.
+    "cityscapes-deeplab-mmseg": TrainConfig(model="deeplabv3plus-r101", crop=(512, 1024), iters=80_000,
+                                            batch_size=8, optimizer="sgd", lr=0.01, momentum=0.9,
+                                            weight_decay=5e-4, decay_norms=True, head_lr_mult=1.0,
+                                            warmup_iters=0, power=0.9, min_lr=1e-4, aux_loss_weight=0.4,
+                                            checkpoint_interval=8000, eval_interval=8000, eval_preset="whole"),
 }
 
 
@@ -173,21 +201,24 @@ def lr_factor(config: TrainConfig, it: int) -> float:
 
 def param_groups(model: SegmentationModel, config: TrainConfig) -> list[dict]:
     """Decoder ×head_lr_mult; encoder norms (SegFormer's LayerNorms, DeepLab's BatchNorms) and position
-    embeddings without weight decay."""
+    embeddings without weight decay unless ``decay_norms``. Parameters outside encoder and head (DeepLabV3+'s
+    auxiliary head) train with the head."""
     no_decay: set[int] = set()
-    for module in model.encoder.modules():
-        if isinstance(module, (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm)):
-            no_decay.update(id(p) for p in module.parameters(recurse=False))
-    for stage in getattr(model.encoder, "stages", ()):  # a ResNet encoder has no stages
-        if stage.pos_embed is not None:
-            no_decay.add(id(stage.pos_embed))
+    if not config.decay_norms:
+        for module in model.encoder.modules():
+            if isinstance(module, (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm)):
+                no_decay.update(id(p) for p in module.parameters(recurse=False))
+        for stage in getattr(model.encoder, "stages", ()):  # a ResNet encoder has no stages
+            if stage.pos_embed is not None:
+                no_decay.add(id(stage.pos_embed))
     enc = [p for p in model.encoder.parameters() if id(p) not in no_decay]
     enc_nd = [p for p in model.encoder.parameters() if id(p) in no_decay]
+    grouped = {id(p) for part in (model.encoder, model.head) for p in part.parameters()}
     groups = [
         {"params": enc, "lr": config.lr, "weight_decay": config.weight_decay, "name": "encoder"},
         {"params": enc_nd, "lr": config.lr, "weight_decay": 0.0, "name": "encoder_no_decay"},
-        {"params": list(model.head.parameters()), "lr": config.lr * config.head_lr_mult,
-         "weight_decay": config.weight_decay, "name": "head"},
+        {"params": list(model.head.parameters()) + [p for p in model.parameters() if id(p) not in grouped],
+         "lr": config.lr * config.head_lr_mult, "weight_decay": config.weight_decay, "name": "head"},
     ]
     for g in groups:
         g["initial_lr"] = g["lr"]
@@ -292,7 +323,8 @@ class RunDir:
 
 def config_changed(path: str | os.PathLike, config: TrainConfig) -> list[str]:
     """The fields in which the config saved in run directory `path` differs from `config` (none when there is
-    no saved config; ["train_config.json"] when it cannot be read)."""
+    no saved config; ["train_config.json"] when it cannot be read). A field the saved config lacks (one added
+    to TrainConfig after the run was made) counts as its default: the run was trained with that behaviour."""
     saved = RunDir(Path(path)).config
     if not saved.exists():
         return []
@@ -303,7 +335,8 @@ def config_changed(path: str | os.PathLike, config: TrainConfig) -> list[str]:
     if not isinstance(previous, dict):
         return [saved.name]
     resolved = to_mapping(config)
-    return sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+    defaults = to_mapping(TrainConfig())
+    return sorted(k for k in set(previous) | set(resolved) if previous.get(k, defaults.get(k)) != resolved.get(k))
 
 
 def prepare_run_dir(path: str | os.PathLike, config: TrainConfig, restart: bool) -> RunDir:
@@ -405,8 +438,25 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, restart: bool = False
         raise UserError(f"{model_class.display_name} needs at least {model_class.min_train_batch} images per "
                         "forward pass in training: a BatchNorm of its sees one value per channel and image; raise "
                         "batch_size or lower grad_accum")
+    _check_aux(config)
     with locked_dir(run_dir) if main else nullcontext():
         return _train(config, RunDir(Path(run_dir)), restart, progress, stop_after, log, device, micro)
+
+
+def _check_aux(config: TrainConfig) -> None:
+    """An auxiliary loss needs a family with an auxiliary head, and an auxiliary head needs its loss (untrained,
+    it would be saved as noise and leave DDP with parameters that get no gradient)."""
+    family = family_of(config.model)
+    has_aux = "aux_head" in {f.name for f in dataclasses.fields(family.config)}
+    if config.aux_loss_weight and not has_aux:
+        raise UserError(f"aux_loss_weight {config.aux_loss_weight} needs a model with an auxiliary head (the "
+                        f"DeepLabV3+ baseline); {family.model.display_name} has none: set aux_loss_weight to 0")
+    if config.model_options.get("aux_head") is True and not config.aux_loss_weight:
+        raise UserError("model_options aux_head: true trains the auxiliary head only with aux_loss_weight > 0 "
+                        "(mmseg: 0.4); set it, or drop aux_head")
+    if config.aux_loss_weight and config.model_options.get("aux_head") is False:
+        raise UserError(f"aux_loss_weight {config.aux_loss_weight} needs the auxiliary head that model_options "
+                        "aux_head: false removes; drop one of them")
 
 
 def _train(config: TrainConfig, run: RunDir, restart: bool, progress: bool, stop_after: int | None,
@@ -431,14 +481,21 @@ def _train(config: TrainConfig, run: RunDir, restart: bool, progress: bool, stop
     options = dict(config.model_options)
     if options.get("pos_embed") == "learned":
         options.setdefault("pos_embed_size", list(config.crop))
+    if config.aux_loss_weight:
+        options["aux_head"] = True
     torch.manual_seed(config.seed)
     model = build_model(config.model, num_classes=dataset.info.num_classes, **options)
     if config.pretrained and not run.latest_checkpoint():
         load_pretrained(model, config.pretrained, log if main else (lambda _: None))
     model.to(device)
 
-    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr, betas=config.betas,
-                                  weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(param_groups(model, config), lr=config.lr,
+                                                           momentum=config.momentum,
+                                                           weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr, betas=config.betas,
+                                      weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
     start = 0
     latest, state = resume if resume is not None else (run.latest_checkpoint(), None)
@@ -515,7 +572,12 @@ def _train(config: TrainConfig, run: RunDir, restart: bool, progress: bool, stop
                 images, labels = next(batches)
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    loss = seg_loss(ddp_model(images), labels) / config.grad_accum
+                    if config.aux_loss_weight:  # mmseg sums the decode loss and the weighted auxiliary loss
+                        logits, aux_logits = ddp_model(images, aux=True)
+                        loss = (seg_loss(logits, labels)
+                                + config.aux_loss_weight * seg_loss(aux_logits, labels)) / config.grad_accum
+                    else:
+                        loss = seg_loss(ddp_model(images), labels) / config.grad_accum
                 scaler.scale(loss).backward()
                 loss_sum += loss.detach()
             if not _all_finite(loss_sum, world):

@@ -1,9 +1,10 @@
 """DeepLabV3+ with a dilated ResNet-50/101: the CNN baseline of SegFormer's robustness comparison.
 
 Chen et al., "Encoder-Decoder with Atrous Separable Convolution for Semantic Image Segmentation",
-ECCV 2018 (arXiv 1802.02611). The SegFormer paper compares against mmsegmentation's
-``deeplabv3plus_r101-d8`` Cityscapes model, so the head follows mmseg's ``DepthwiseSeparableASPPHead`` (the
-same in the 0.x releases SegFormer was built on and in 1.x) rather than the paper's figure where they differ:
+ECCV 2018 (arXiv 1802.02611). The head follows mmsegmentation's ``DepthwiseSeparableASPPHead`` (the same in
+the 0.x releases SegFormer was built on and in 1.x), whose released Cityscapes models this package loads,
+rather than the paper's figure where they differ. (The SegFormer paper's DeepLabv3+ Cityscapes-C row, clean
+77.1, matches none of mmseg's released models, 79.1–81.0 clean: it comes from Kamann & Rother's models.)
 
 * ASPP and decoder are ``channels=512`` wide (the paper: 256); the atrous rates are 12, 24, 36 at output
   stride 8 (the paper's 6, 12, 18 at stride 16, doubled);
@@ -14,24 +15,30 @@ same in the 0.x releases SegFormer was built on and in 1.x) rather than the pape
 * the low-level feature is layer1 (stride 4, 256 channels) projected to 48 channels; it is concatenated
   *after* the upsampled ASPP output; two separable 3×3 convs, Dropout2d(0.1), a 1×1 classifier.
 
-The backbone deviates from mmseg on purpose: mmseg's ``ResNetV1c`` has a deep stem of three 3×3 convs,
-which no torchvision ImageNet file fits. Here the stem is torchvision's 7×7 conv + max-pool and every
-module is named as in torchvision's ``ResNet`` (``conv1``, ``bn1``, ``layer1``…``layer4``, blocks with
+The backbone follows torchvision by default: a 7×7 conv + max-pool stem and every module named as in
+torchvision's ``ResNet`` (``conv1``, ``bn1``, ``layer1``…``layer4``, blocks with
 ``conv1/bn1/conv2/bn2/conv3/bn3/downsample.0/.1``; bottleneck v1.5: the stride sits on the 3×3 conv), so
 a torchvision ``resnet50-*.pth`` / ``resnet101-*.pth`` state dict without ``fc.*`` loads strictly into
-``model.encoder`` (also reachable as ``model.backbone``).
+``model.encoder`` (also reachable as ``model.backbone``). mmseg's ``ResNet`` (its ``r101b`` configs) is this
+same network. ``stem="deep"`` gives mmseg's ``ResNetV1c`` instead (its ``r50``/``r101`` configs): three 3×3
+convs (3→32 stride 2, 32→32, 32→64), each with BN + ReLU, then the same 3×3/2 max-pool, as ``stem.0``/``.1``
+(conv, BN), ``stem.3``/``.4`` and ``stem.6``/``.7``; V1c keeps the strided 1×1 conv + BN shortcut
+(``avg_down=False``), so the layers are unchanged.
 
 Output stride 8 as in mmseg's ``-d8`` configs: layer3 and layer4 keep stride 1 and use dilation 2 and 4.
 The first block of a dilated layer uses the *previous* layer's dilation (1 in layer3, 2 in layer4), as
 torchvision's ``replace_stride_with_dilation=[False, True, True]`` does; mmseg's ``contract_dilation=True``
 gives the same rates. With ``output_stride=16`` only layer4 is dilated (2, its first block 1).
 
-Left out: mmseg's auxiliary FCN head on layer3 (loss weight 0.4, training only) and its training recipe
-(SGD, lr 0.01, 80k iterations); this package trains every model with its one engine (``engine/train.py``).
-SegFormer's table counts DeepLabV3+ R101 (ADE20K) at 62.7M parameters: this model's 60.27M (150 classes)
-plus that auxiliary head's 2.40M. Because the stem differs, mmseg's released DeepLabV3+ weights cannot be
-loaded into this model. Inputs are normalised as for SegFormer (ImageNet mean/std on the 0–255 scale, RGB),
-which is what torchvision's ImageNet weights expect.
+``aux_head=True`` adds mmseg's auxiliary ``FCNHead`` on layer3 (one 3×3 conv 1024→256 + BN + ReLU,
+Dropout2d, a 1×1 classifier; ``concat_input=False``), trained with loss weight 0.4 in mmseg's recipe. It never
+enters ``forward``'s output, inference or the feature taps: only ``forward(x, aux=True)`` returns its logits
+too, for training. SegFormer's table counts DeepLabV3+ R101 (ADE20K) at 62.7M parameters: this model's
+60.27M (150 classes) plus that auxiliary head's 2.40M.
+
+mmseg's released DeepLabV3+ checkpoints load into this model (``checkpoints/mmseg.py``: ``r101-d8`` with
+the deep stem, ``r101b-d8`` with torchvision's). Inputs are normalised as for SegFormer (ImageNet mean/std on
+the 0–255 scale, RGB), which is what torchvision's ImageNet weights and mmseg's configs expect.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +63,12 @@ BN_EPS = 1e-5  # torchvision's and mmcv's default
 RESNET_BLOCKS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 LAYER_PLANES = (64, 128, 256, 512)  # bottleneck widths; each layer outputs 4× as many channels
 EXPANSION = 4
+STEMS = ("torchvision", "deep")
+AUX_CHANNELS = 256  # mmseg's FCNHead on layer3: channels=256
+AUX_LAYER = 2  # its input: layer3 (in_index=2), 1024 channels
+# Fields to_dict records only when they differ from their default: configs saved before they existed (in
+# checkpoints, in the store of a run) compare equal to today's.
+RECORDED_WHEN_SET = ("stem", "aux_head")
 
 
 @dataclass(frozen=True)
@@ -67,7 +81,9 @@ class DeepLabConfig:
     aspp_rates: tuple[int, ...] = (12, 24, 36)  # atrous rates of the separable ASPP branches
     channels: int = 512  # width of ASPP and decoder (mmseg channels=512; the paper uses 256)
     c1_channels: int = 48  # the low-level (layer1) feature is projected to this many channels
-    dropout: float = 0.1  # Dropout2d before the classifier
+    dropout: float = 0.1  # Dropout2d before the classifier (and the auxiliary head's)
+    stem: Literal["torchvision", "deep"] = "torchvision"  # 7×7 conv, or mmseg ResNetV1c's three 3×3 convs
+    aux_head: bool = False  # mmseg's auxiliary FCN head on layer3 (training only; never in the output)
 
     def __post_init__(self) -> None:
         if type(self.depth) is not int or self.depth not in RESNET_BLOCKS:
@@ -83,10 +99,16 @@ class DeepLabConfig:
             positive_int(getattr(self, name), f"DeepLabConfig.{name}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise UserError(f"DeepLabConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
+        if self.stem not in STEMS:
+            raise UserError(f"DeepLabConfig.stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
+        if not isinstance(self.aux_head, bool):
+            raise UserError(f"DeepLabConfig.aux_head must be true or false, got {self.aux_head!r}")
 
     def to_dict(self) -> dict:
-        """The fields, plus ``arch`` so that a checkpoint reader can tell this config from a SegFormer's."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """The fields, plus ``arch`` so that a checkpoint reader can tell this config from a SegFormer's; the
+        fields of RECORDED_WHEN_SET only when they are not at their default."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name not in RECORDED_WHEN_SET or getattr(self, f.name) != f.default}
         return {"arch": ARCH, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items()}}
 
     @classmethod
@@ -183,7 +205,7 @@ def layer_schedule(output_stride: int) -> list[tuple[int, int, int]]:
     Output stride 8 gives [(1, 1, 1), (2, 1, 1), (1, 1, 2), (1, 2, 4)].
     """
     schedule = []
-    total, dilation = 4, 1  # the stem (7×7 conv and max-pool) has stride 4
+    total, dilation = 4, 1  # the stem (its strided conv and the max-pool) has stride 4
     for i in range(4):
         stride = 1 if i == 0 else 2
         previous = dilation
@@ -194,13 +216,28 @@ def layer_schedule(output_stride: int) -> list[tuple[int, int, int]]:
     return schedule
 
 
-class ResNet(nn.Module):
-    """A dilated ResNet-50/101 with torchvision's module names and no classifier."""
+def deep_stem() -> nn.Sequential:
+    """mmseg ResNetV1c's stem (``ResNet._make_stem_layer`` with ``deep_stem=True``): three 3×3 convs, each
+    followed by BN and ReLU; indices 0/1, 3/4, 6/7 hold the convs and BNs, as in its checkpoints."""
+    layers: list[nn.Module] = []
+    for in_chans, out_chans, stride in ((3, 32, 2), (32, 32, 1), (32, 64, 1)):
+        layers += [nn.Conv2d(in_chans, out_chans, 3, stride=stride, padding=1, bias=False),
+                   nn.BatchNorm2d(out_chans, eps=BN_EPS), nn.ReLU()]
+    return nn.Sequential(*layers)
 
-    def __init__(self, depth: int, output_stride: int) -> None:
+
+class ResNet(nn.Module):
+    """A dilated ResNet-50/101 with torchvision's module names (or mmseg ResNetV1c's deep stem) and no
+    classifier."""
+
+    def __init__(self, depth: int, output_stride: int, stem: str = "torchvision") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, eps=BN_EPS)
+        if stem == "deep":
+            self.stem = deep_stem()
+        else:  # built in this order, so that a seeded model draws the same initial weights as before
+            self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64, eps=BN_EPS)
+        self.stem_kind = stem
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         in_chans = 64
         for i, (n, planes, (stride, first, dilation)) in enumerate(
@@ -216,7 +253,8 @@ class ResNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """layer1..layer4 outputs; layer1 is (B, 256, ceil(H/4), ceil(W/4)) for any H, W (every stride-2
         conv and the max-pool map n pixels to ceil(n/2)), the later ones at the output stride."""
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))  # B, 64, ceil(H/4), ceil(W/4)
+        x = self.stem(x) if self.stem_kind == "deep" else F.relu(self.bn1(self.conv1(x)))  # B, 64, H/2, W/2 (ceil)
+        x = self.maxpool(x)  # B, 64, ceil(H/4), ceil(W/4)
         features = []
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = layer(x)
@@ -257,6 +295,20 @@ class SeparableASPPHead(nn.Module):
         return self.classifier(self.dropout(self.fused_features(features)))
 
 
+class FCNAuxHead(nn.Module):
+    """mmseg's ``FCNHead`` as DeepLabV3+'s auxiliary head (``num_convs=1, concat_input=False``): a 3×3 conv +
+    BN + ReLU on layer3, Dropout2d, a 1×1 classifier. Logits at layer3's resolution (the output stride)."""
+
+    def __init__(self, in_chans: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = ConvBNReLU(in_chans, AUX_CHANNELS, 3)
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(AUX_CHANNELS, num_classes, 1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier(self.dropout(self.conv(features[AUX_LAYER])))
+
+
 class DeepLabV3Plus(EncoderDecoder):
     """ResNet encoder + separable ASPP head. ``forward`` maps (B, 3, H, W) to logits (B, K, ceil(H/4), ceil(W/4)),
     like SegFormer, so inference, evaluation and training treat both alike.
@@ -275,20 +327,32 @@ class DeepLabV3Plus(EncoderDecoder):
     def __init__(self, cfg: DeepLabConfig) -> None:
         super().__init__()
         self.config = cfg
-        self.encoder = ResNet(cfg.depth, cfg.output_stride)
+        self.encoder = ResNet(cfg.depth, cfg.output_stride, cfg.stem)
         self.head = SeparableASPPHead(cfg, self.encoder.out_channels[-1], self.encoder.out_channels[0])
+        self.aux_head = (FCNAuxHead(self.encoder.out_channels[AUX_LAYER], cfg.num_classes, cfg.dropout)
+                         if cfg.aux_head else None)
         self.apply(_init_weights)
         # mmseg's DecodeHead initialises its classifier (conv_seg) with N(0, 0.01) and a zero bias.
-        nn.init.normal_(self.head.classifier.weight, 0.0, 0.01)
-        nn.init.zeros_(self.head.classifier.bias)
+        for head in (self.head, self.aux_head):
+            if head is not None:
+                nn.init.normal_(head.classifier.weight, 0.0, 0.01)
+                nn.init.zeros_(head.classifier.bias)
 
     @property
     def backbone(self) -> ResNet:
         """The encoder, under the name torchvision users look for (not a second registration: one set of keys)."""
         return self.encoder
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder.forward_features(x))
+    def forward(self, x: torch.Tensor, aux: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits; with `aux` (training with the auxiliary head) the pair (logits, auxiliary logits at the
+        output stride), from one pass through the encoder."""
+        features = self.encoder.forward_features(x)
+        logits = self.head(features)
+        if not aux:
+            return logits
+        if self.aux_head is None:
+            raise ValueError("forward(aux=True) needs a model built with aux_head=True")
+        return logits, self.aux_head(features)
 
 
 def _init_weights(m: nn.Module) -> None:

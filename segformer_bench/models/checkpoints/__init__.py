@@ -16,7 +16,10 @@ Formats ``read_checkpoint`` and ``load_model`` recognise, by the module that kno
 * ``segformer-bench`` (``own.py``): this project's own files (``save_model``), which carry their config; a
   config with ``arch: deeplabv3plus`` holds the DeepLabV3+ baseline, one without ``arch`` a SegFormer;
 * ``torchvision-resnet`` (``torchvision.py``): a torchvision ResNet-50/101 ImageNet file (flat state dict),
-  the encoder of a DeepLabV3+ whose head is freshly initialised.
+  the encoder of a DeepLabV3+ whose head is freshly initialised;
+* ``mmseg-deeplabv3plus`` (``mmseg.py``): mmsegmentation's DeepLabV3+ files (``{'meta', 'state_dict'}`` saved
+  by mmcv), with the deep ``ResNetV1c`` stem (``r101-d8``) or torchvision's (``r101b-d8``); their auxiliary
+  head is kept unless ``load_model(..., aux_head=False)``.
 
 The layouts are those of the released checkpoints (NVlabs/SegFormer, built on mmseg 0.13) and of
 transformers' SegFormer. mmsegmentation ≥ 0.17 re-implemented the decoder (BN+ReLU per stage, c1..c4 order);
@@ -26,6 +29,7 @@ its checkpoints cannot be mapped onto the released head and are refused with an 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -40,6 +44,8 @@ from ..deeplab import DeepLabV3Plus
 from ..segformer import SegFormer
 from .huggingface import config_from_hf, export_huggingface, hf_to_ours, read_hf_dir
 from .layouts import OFFICIAL_LEAVES, OFFICIAL_PREFIXES, export_official, infer_config, to_ours
+from .mmseg import FORMAT as MMSEG_FORMAT
+from .mmseg import is_mmseg, mmseg_to_ours
 from .own import FORMAT_TAG, deeplab_config, read_file, save_model
 from .torchvision import checkpoint_filter_fn, is_torchvision_resnet, load_encoder_strict, torchvision_config
 
@@ -51,6 +57,8 @@ def _detect(state: Mapping[str, object]) -> str:
     keys = list(state)
     if is_torchvision_resnet(state):
         return "torchvision-resnet"
+    if is_mmseg(state):
+        return MMSEG_FORMAT
     if any(k.startswith("encoder.layer1.") for k in keys):
         raise CheckpointError("a bare DeepLabV3+ state dict: its atrous rates and output stride are not stored in "
                               "the tensors; save the model with save_model, which records its config")
@@ -79,11 +87,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     """(state dict in our names, config dict or None, detected format) for any supported file or directory."""
     path = Path(path).expanduser()
     hf_config = None
-    config = None
+    config = meta = None
     if path.is_dir():
         state, hf_config = read_hf_dir(path)
     elif path.is_file():
-        state, config = read_file(path)
+        state, config, meta = read_file(path)
     else:
         raise CheckpointError(f"{path}: no such checkpoint file or directory; check the path (a HuggingFace "
                               "checkpoint is the directory holding config.json)")
@@ -98,6 +106,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         state, unmatched = to_ours(prefixed, OFFICIAL_PREFIXES, OFFICIAL_LEAVES)
     elif fmt in ("huggingface", "transformers5"):
         state, unmatched = hf_to_ours(state, fmt)
+    elif fmt == MMSEG_FORMAT:
+        (state, config), unmatched = mmseg_to_ours(state, meta, str(path)), []
     else:
         unmatched = []
     if unmatched:
@@ -125,17 +135,26 @@ def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
     model.load_state_dict(state, strict=not only_prefix)
 
 
-def load_model(path: str | os.PathLike, num_classes: int | None = None) -> SegmentationModel:
+def load_model(path: str | os.PathLike, num_classes: int | None = None,
+               aux_head: bool | None = None) -> SegmentationModel:
     """A SegFormer or DeepLabV3+ built and loaded from any supported checkpoint (see the module docstring).
 
     The variant is read from the weights' shapes (a DeepLabV3+ file carries its config). For encoder-only
     files (ImageNet ``mit_b*.pth``, HuggingFace ``nvidia/mit-b*``, a torchvision ResNet) the decoder is freshly
-    initialised for `num_classes`. The model is returned in eval mode on the CPU.
+    initialised for `num_classes`. A DeepLabV3+ keeps the auxiliary head its file has (mmseg's files have one);
+    `aux_head` False drops it, True asks for one (fresh after an encoder-only file). The model is returned in
+    eval mode on the CPU.
     """
     state, known, fmt = read_checkpoint(path)
     if fmt == "torchvision-resnet" or (known or {}).get("arch") == DEEPLAB_ARCH:
         config = (torchvision_config(state, num_classes, str(path)) if known is None
                   else deeplab_config(known, num_classes, str(path)))
+        if aux_head is not None and aux_head != config.aux_head:
+            if aux_head and fmt != "torchvision-resnet":
+                raise CheckpointError(f"{path}: has no auxiliary head to load; omit aux_head, or start a model with "
+                                      "one from an encoder-only (torchvision ResNet) file")
+            config = dataclasses.replace(config, aux_head=aux_head)
+            state = {k: v for k, v in state.items() if not k.startswith("aux_head.")}
         deeplab = DeepLabV3Plus(config)
         if fmt == "torchvision-resnet":
             load_encoder_strict(deeplab, state, str(path))
@@ -145,6 +164,8 @@ def load_model(path: str | os.PathLike, num_classes: int | None = None) -> Segme
             except CheckpointError as e:
                 raise CheckpointError(f"{path}: {e}") from None
         return deeplab.eval()
+    if aux_head:
+        raise CheckpointError(f"{path}: aux_head applies to DeepLabV3+ checkpoints; this one holds a SegFormer")
     try:
         config = infer_config(state, known, num_classes)
     except EncoderOnlyError as e:

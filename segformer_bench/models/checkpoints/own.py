@@ -6,7 +6,8 @@ state_dict, **extra}`` (training checkpoints add the optimiser and RNG states as
 a DeepLabV3+ file's ``arch: deeplabv3plus`` says which family it holds (a config without ``arch`` is a
 SegFormer's), and its atrous rates and output stride are in no tensor's shape.
 
-``read_file`` opens any single checkpoint file, ours or not: another file's tensors come without a config.
+``read_file`` opens any single checkpoint file, ours or not: another file's tensors come without a config (an
+mmcv-saved file's ``meta`` comes along, for ``mmseg.py``).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ FORMAT_TAG = "segformer-bench"
 FORMAT_VERSION = 1
 
 
-def read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """The flat state dict of one checkpoint file, and its config when the file is one of ours."""
+def read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict | None]:
+    """The flat state dict of one checkpoint file, its config when the file is one of ours, and the ``meta``
+    mapping that mmcv saves next to a ``state_dict`` (None when there is none)."""
     if path.suffix == ".safetensors":
         state, meta = safetensors_load(path)
         if "segformer_bench_config" not in meta:
-            return state, None
+            return state, None, None
         try:
             config = json.loads(meta["segformer_bench_config"])
         except json.JSONDecodeError:
@@ -40,16 +42,16 @@ def read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
         if not isinstance(config, dict):
             raise CheckpointError(f"{path}: its segformer_bench_config metadata is not a JSON object of config "
                                   "fields; save the model again with save_model")
-        return state, config
+        return state, config, None
     return _unwrap(torch_load(path), path)
 
 
-def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """The flat state dict inside a loaded file, and our config when the file is our own."""
+def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict | None]:
+    """The flat state dict inside a loaded file, our config when the file is our own, mmcv's ``meta``."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     if obj.get("format") == FORMAT_TAG:
-        return _own_parts(obj, path)
+        return (*_own_parts(obj, path), None)
     state = obj.get("state_dict", obj)
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: 'state_dict' is not a dict of tensors")
@@ -57,7 +59,8 @@ def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict | No
                if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors")
-    return tensors, None
+    meta = obj.get("meta") if "state_dict" in obj else None
+    return tensors, None, dict(meta) if isinstance(meta, Mapping) else None
 
 
 def _own_parts(obj: Mapping, path: Path) -> tuple[dict[str, torch.Tensor], dict]:

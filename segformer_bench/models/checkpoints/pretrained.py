@@ -18,7 +18,6 @@ from ..deeplab import ARCH as DEEPLAB_ARCH
 from ..deeplab import DeepLabV3Plus
 from ..segformer import SegFormer
 from . import read_checkpoint
-from .own import FORMAT_TAG
 from .torchvision import load_encoder_strict
 
 
@@ -51,10 +50,10 @@ def load_torchvision_resnet(model: DeepLabV3Plus, path: str | os.PathLike) -> in
     ``weights_only=True``; its ``fc.*`` classifier is dropped), strictly: every backbone tensor must be
     there with its shape, or a CheckpointError says which is not. Returns the number of tensors copied.
 
-    This package's own DeepLabV3+ files are accepted too (their encoder is copied, the head left alone).
+    This package's own DeepLabV3+ files and mmseg's are accepted too (their encoder is copied, the head left alone).
     """
     state, config, fmt = read_checkpoint(path)
-    if not (fmt == "torchvision-resnet" or (fmt == FORMAT_TAG and (config or {}).get("arch") == DEEPLAB_ARCH)):
+    if not (fmt == "torchvision-resnet" or (config or {}).get("arch") == DEEPLAB_ARCH):
         raise CheckpointError(f"{path}: is a {fmt} SegFormer checkpoint, not a torchvision ResNet file")
     return load_encoder_strict(model, state, str(path))
 
