@@ -17,7 +17,8 @@ import transformers as T
 
 from segformer_bench.errors import CheckpointError, UserError
 from segformer_bench.models.foreign.hooks import run_tapped
-from segformer_bench.models.open import open_model
+from segformer_bench.models.foreign.transformers import check_transformers
+from segformer_bench.models.open import entry_from, open_model
 from tests.helpers import one_line_error, randomize_
 
 K = 5  # classes of every tiny model
@@ -56,10 +57,22 @@ def _beit():
         channels=16, use_auxiliary_head=False, num_labels=K))
 
 
+def _data2vec():
+    return T.Data2VecVisionForSemanticSegmentation(T.Data2VecVisionConfig(
+        image_size=64, patch_size=8, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
+        intermediate_size=32, out_indices=[1, 2, 3, 4], use_relative_position_bias=True, pool_scales=[1, 2],
+        channels=16, use_auxiliary_head=False, num_labels=K))
+
+
 def _mobilevit():
     return T.MobileViTForSemanticSegmentation(T.MobileViTConfig(
         image_size=64, hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64], num_attention_heads=2,
         aspp_out_channels=16, num_labels=K))
+
+
+def _mobilevitv2():
+    return T.MobileViTV2ForSemanticSegmentation(T.MobileViTV2Config(
+        image_size=64, width_multiplier=0.25, aspp_out_channels=16, num_labels=K))
 
 
 def _mobilenet_v2():
@@ -91,7 +104,9 @@ MODELS = {
     "upernet": (_upernet, "SegformerImageProcessorPil", False),
     "dpt": (_dpt, "DPTImageProcessorPil", False),
     "beit": (_beit, "BeitImageProcessorPil", False),
+    "data2vec-vision": (_data2vec, "BeitImageProcessorPil", False),
     "mobilevit": (_mobilevit, "MobileViTImageProcessorPil", False),
+    "mobilevitv2": (_mobilevitv2, "MobileViTImageProcessorPil", False),
     "mobilenet_v2": (_mobilenet_v2, "MobileNetV2ImageProcessorPil", False),
     "mask2former": (_mask2former, "Mask2FormerImageProcessorPil", True),
     "maskformer": (_maskformer, "MaskFormerImageProcessorPil", True),
@@ -152,7 +167,7 @@ def test_preprocess_is_the_image_processors(kind, saved):
         image, x = _image(h, w)
         torch.testing.assert_close(seg.preprocess(x), _pixel_values(processor, image), rtol=0, atol=1e-6)
     # MobileViT: no normalisation at all, channels flipped to BGR (read from the processor, not assumed)
-    assert (seg.preprocessing.channels == "BGR") == (kind == "mobilevit")
+    assert (seg.preprocessing.channels == "BGR") == kind.startswith("mobilevit")
 
 
 @pytest.mark.parametrize("kind", SEMANTIC)
@@ -168,7 +183,7 @@ def test_semantic_logits_are_the_library_forward(kind, saved):
     assert seg.outputs == "logits" and seg.num_classes == K
 
 
-@pytest.mark.parametrize("kind", ["segformer", "upernet", "beit", "mobilevit", "mobilenet_v2"])
+@pytest.mark.parametrize("kind", ["segformer", "upernet", "beit", "mobilevit", "mobilevitv2", "mobilenet_v2"])
 def test_semantic_logits_of_a_non_square_image(kind, saved):
     # 64×96 is a multiple of every divisor: the network sees the image itself, as the library's forward does
     root, model, processor = saved(kind)
@@ -178,6 +193,26 @@ def test_semantic_logits_of_a_non_square_image(kind, saved):
         expected = _up(model(pixel_values=_pixel_values(processor, image)).logits, (64, 96))
         got = seg(x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+def test_data2vec_reads_its_fixed_size(saved):
+    # its head reshapes to the square patch grid of config.image_size (64): every input is resized to it
+    root, model, _ = saved("data2vec-vision")
+    seg = open_model(_entry(root))
+    _, x = _image(48, 80, seed=3)
+    with torch.no_grad():
+        expected = _up(model(pixel_values=_up(seg.preprocess(x), (64, 64))).logits, (48, 80))
+        got = seg(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+def test_smallest_input_side(saved):
+    # MobileViTV2's 1/32 stage unfolds 2×2 patches without padding: 64 pixels at least (32 gives it a 1×1 map)
+    assert open_model(_entry(saved("mobilevitv2")[0])).min_input_side == 64
+    model = saved("mobilevitv2")[1]
+    with pytest.raises(RuntimeError):
+        model(pixel_values=torch.zeros(1, 3, 32, 32))
+    assert open_model(_entry(saved("segformer")[0])).min_input_side == 32
 
 
 def test_dpt_runs_on_non_square_images(saved):
@@ -232,14 +267,15 @@ def _stages_by_library(kind: str, model, pv: torch.Tensor) -> list[torch.Tensor]
             return list(model.segformer(pv, output_hidden_states=True).hidden_states)
         if kind == "upernet":
             return list(model.backbone(pv).feature_maps)
-        if kind in ("dpt", "beit"):
-            hidden = (model.dpt if kind == "dpt" else model.beit)(pv, output_hidden_states=True).hidden_states
+        if kind in ("dpt", "beit", "data2vec-vision"):
+            encoder = getattr(model, kind.replace("-", "_"))  # model.dpt, .beit, .data2vec_vision
+            hidden = encoder(pv, output_hidden_states=True).hidden_states
             layers = ([hidden[i + 1] for i in model.config.backbone_out_indices] if kind == "dpt"
                       else [hidden[i - 1] for i in model.config.out_indices])
             gh, gw = pv.shape[-2] // 8, pv.shape[-1] // 8
             return [t[:, 1:].transpose(1, 2).reshape(1, -1, gh, gw) for t in layers]  # CLS dropped, on the grid
-        if kind == "mobilevit":
-            return list(model.mobilevit(pv, output_hidden_states=True).hidden_states)
+        if kind in ("mobilevit", "mobilevitv2"):
+            return list(getattr(model, kind)(pv, output_hidden_states=True).hidden_states)
         if kind == "mobilenet_v2":
             hidden = model.mobilenet_v2(pv, output_hidden_states=True).hidden_states
             return [hidden[i] for i in (1, 4, 11, 15)]  # the last block at 1/4, 1/8, 1/16, 1/32
@@ -252,7 +288,9 @@ TAP_SHAPES = {
     "upernet": ([(8, 16, 16), (16, 8, 8), (24, 4, 4), (32, 2, 2)], (16, 16, 16)),
     "dpt": ([(16, 8, 8)] * 4, (16, 64, 64)),
     "beit": ([(16, 8, 8)] * 4, (16, 32, 32)),
+    "data2vec-vision": ([(16, 8, 8)] * 4, (16, 32, 32)),
     "mobilevit": ([(8, 32, 32), (16, 16, 16), (16, 8, 8), (24, 4, 4), (32, 2, 2)], (16, 2, 2)),
+    "mobilevitv2": ([(16, 32, 32), (32, 16, 16), (64, 8, 8), (96, 4, 4), (128, 2, 2)], (16, 2, 2)),
     "mobilenet_v2": ([(8, 16, 16), (8, 8, 8), (24, 4, 4), (80, 2, 2)], (256, 2, 2)),
     "mask2former": ([(8, 16, 16), (16, 8, 8), (32, 4, 4), (64, 2, 2)], (32, 16, 16)),
     "maskformer": ([(8, 16, 16), (16, 8, 8), (24, 4, 4), (32, 2, 2)], (32, 16, 16)),
@@ -518,6 +556,19 @@ def test_bad_directory_or_entry_is_one_line(case, saved, tmp_path):
     one_line_error(excinfo, "models[0] (m)", *parts)
     if case in ("no weights", "truncated weights", "other class count", "other depth"):
         assert isinstance(excinfo.value, CheckpointError)
+
+
+@pytest.mark.parametrize("case", ["missing", "no config", "not segmentation", "no weights", "processor not JSON"])
+def test_check_without_loading_finds_the_same_mistakes(case, saved, tmp_path):
+    root, extra, parts = _bad(case, saved("segformer")[0], tmp_path)
+    entry = entry_from(_entry(root, **extra))
+    with pytest.raises(UserError) as excinfo:
+        check_transformers(entry, "models[0]")
+    one_line_error(excinfo, "models[0] (m)", *parts)
+
+
+def test_check_without_loading_passes_a_good_directory(saved):
+    assert check_transformers(entry_from(_entry(saved("mask2former")[0])), "models[0]") == "mask2former"
 
 
 def test_class_count_differs_from_the_dataset(saved):

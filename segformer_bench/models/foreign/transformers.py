@@ -192,10 +192,14 @@ def _auto_class(transformers: Any, model_type: str, label: str) -> tuple[Any, bo
                       f"(semantic: {', '.join(sorted(SEMANTIC))}; universal: {', '.join(UNIVERSAL)})")
 
 
-def _load(auto: Any, root: Path, transformers: Any, label: str) -> nn.Module:
+def _weights(root: Path, label: str) -> None:
     if not any((root / name).is_file() for name in WEIGHT_FILES):
         raise CheckpointError(f"{label}: {root} has no weights ({' or '.join(WEIGHT_FILES[::2])}); save the "
                               "model with save_pretrained")
+
+
+def _load(auto: Any, root: Path, transformers: Any, label: str) -> nn.Module:
+    """The model in float32, eval mode, every tensor from the directory (one CheckpointError otherwise)."""
     try:
         with _quiet(transformers):
             # mismatched shapes are loaded as fresh tensors and reported, so that they are named below
@@ -471,15 +475,21 @@ def _hooks(root: nn.Module, sources: Mapping[str, Source], captured: dict[str, A
             handle.remove()
 
 
+TOKENIZER_FIX = "save the processor (OneFormerProcessor.save_pretrained) there too"
+
+
+def _tokenizer_files(root: Path, label: str) -> None:
+    if not any((root / name).is_file() for name in TOKENIZER_FILES):
+        # AutoTokenizer would build an empty CLIP tokenizer (every word unknown) instead of failing
+        raise ConfigError(f"{label}: OneFormer needs its tokenizer for the task input, and {root} has none "
+                          f"({' or '.join(TOKENIZER_FILES)}); {TOKENIZER_FIX}")
+
+
 def _task_inputs(transformers: Any, root: Path, label: str) -> torch.Tensor:
     """OneFormer's task input for semantic segmentation, as OneFormerProcessor writes it: its text prompt in the
     directory's tokenizer, padded to config.task_seq_len (the length the model's task MLP reads), padding zeroed.
     Read before the weights are loaded, so that a directory without its tokenizer fails at once."""
-    fix = "save the processor (OneFormerProcessor.save_pretrained) there too"
-    if not any((root / name).is_file() for name in TOKENIZER_FILES):
-        # AutoTokenizer would build an empty CLIP tokenizer (every word unknown) instead of failing
-        raise ConfigError(f"{label}: OneFormer needs its tokenizer for the task input, and {root} has none "
-                          f"({' or '.join(TOKENIZER_FILES)}); {fix}")
+    _tokenizer_files(root, label)
     try:
         with _quiet(transformers):
             length = transformers.AutoConfig.from_pretrained(str(root), local_files_only=True,
@@ -488,7 +498,7 @@ def _task_inputs(transformers: Any, root: Path, label: str) -> torch.Tensor:
                                                                    trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{label}: OneFormer needs its tokenizer for the task input, and {root} has none that "
-                          f"loads ({_one_line(e)}); {fix}") from None
+                          f"loads ({_one_line(e)}); {TOKENIZER_FIX}") from None
     tokens = tokenizer([ONEFORMER_TASK], padding="max_length", max_length=length, truncation=True)
     return torch.tensor(tokens["input_ids"], dtype=torch.long) * torch.tensor(tokens["attention_mask"])
 
@@ -501,6 +511,22 @@ def _preprocess(base: Preprocess, model_type: str, config: Any, overrides: Mappi
     return from_mapping(Preprocess, {**asdict(base), "size_divisor": divisor, **overrides}, f"{label}.preprocess")
 
 
+def check_transformers(entry: ModelEntry, where: str) -> str:
+    """What can be checked of a ``family: transformers`` entry without loading its weights (for ``validate``):
+    transformers is importable, the directory holds a config.json of a model type this family reads, weights,
+    readable image processor settings (and OneFormer's tokenizer). Returns the model type."""
+    label = f"{where} ({entry.name})" if entry.name else where
+    transformers = _transformers(label)
+    root = Path(entry.path)
+    model_type = read_model_type(root, label)
+    _auto_class(transformers, model_type, label)
+    _weights(root, label)
+    processor_preprocess(*processor_settings(transformers, root, model_type, label), label)
+    if model_type == "oneformer":
+        _tokenizer_files(root, label)
+    return model_type
+
+
 def open_transformers(entry: ModelEntry, num_classes: int | None, where: str) -> Segmenter:
     """The Segmenter of a ``family: transformers`` entry (``path``: a save_pretrained directory)."""
     label = f"{where} ({entry.name})" if entry.name else where
@@ -510,6 +536,7 @@ def open_transformers(entry: ModelEntry, num_classes: int | None, where: str) ->
     auto, universal = _auto_class(transformers, model_type, label)
     task_inputs = _task_inputs(transformers, root, label) if model_type == "oneformer" else None
     settings, processor_class = processor_settings(transformers, root, model_type, label)
+    _weights(root, label)
     model = _load(auto, root, transformers, label)
     config = model.config
     preprocess = _preprocess(processor_preprocess(settings, processor_class, label), model_type, config,
@@ -519,8 +546,8 @@ def open_transformers(entry: ModelEntry, num_classes: int | None, where: str) ->
         model, model_type, universal, entry.taps, task_inputs=task_inputs, name=entry.name or root.name,
         family="transformers", display_name=entry.name or root.name, num_classes=config.num_labels,
         preprocess=preprocess, taps=(), class_names=class_names_of(config),
-        min_input_side=max(MIN_INPUT_SIDES.get(model_type, lambda c: MIN_INPUT_SIDE)(config),
-                           preprocess.size_divisor),
+        min_input_side=max(MIN_INPUT_SIDES[model_type](config) if model_type in MIN_INPUT_SIDES
+                           else MIN_INPUT_SIDE, preprocess.size_divisor),
         description={"path": str(root), "model_type": model_type,
                      "architectures": list(getattr(config, "architectures", None) or [])})
     seg.eval()
@@ -544,7 +571,7 @@ def _tap_names(seg: TransformersSegmenter, label: str) -> tuple[str, ...]:
 
 def _count_stages(seg: TransformersSegmenter) -> int:
     """How many stage maps the model gives: one forward pass on a small blank image."""
-    side = max(64, 2 * seg.preprocessing.size_divisor)
+    side = max(64, 2 * seg.preprocessing.size_divisor, seg.min_input_side)
     captured: dict[str, Any] = {}
     x = seg._fit(torch.zeros(1, 3, side, side))
     with torch.no_grad(), _hooks(seg.module, {f"s{i}": s for i, s in enumerate(seg.stage_sources)}, captured):
