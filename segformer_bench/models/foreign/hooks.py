@@ -50,6 +50,11 @@ def run_tapped(root: nn.Module, taps: Mapping[str, str], names: Sequence[str],
                run: Callable[[], torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """(the requested taps' feature maps, run()'s result) from one call of `run` with hooks on `root`'s modules."""
     captured: dict[str, torch.Tensor] = {}
+
+    def record(name: str, value: Any) -> None:  # returns None: a hook's return value would replace the
+        if name not in captured:                # module's inputs or output (and a second call's by the first's)
+            captured[name] = _feature(value, name)
+
     handles = []
     try:
         for name in names:
@@ -59,10 +64,10 @@ def run_tapped(root: nn.Module, taps: Mapping[str, str], names: Sequence[str],
             module = root.get_submodule(path)
             if on_input:
                 handles.append(module.register_forward_pre_hook(
-                    lambda _m, args, name=name: captured.setdefault(name, _feature(args, name))))
+                    lambda _m, args, name=name: record(name, args)))
             else:
                 handles.append(module.register_forward_hook(
-                    lambda _m, _args, out, name=name: captured.setdefault(name, _feature(out, name))))
+                    lambda _m, _args, out, name=name: record(name, out)))
         result = run()
     finally:
         for handle in handles:
