@@ -111,6 +111,10 @@ def check_model(model: Any, where: str) -> None:
         from ..models.foreign.python import import_factory
 
         import_factory(model.factory, where)
+    if model.family == "transformers":
+        from ..models.foreign.transformers import check_transformers
+
+        check_transformers(model, where)
 
 
 def check_dataset(name: str, split: str, root: str | None, options: dict[str, Any], where: str) -> str | None:
