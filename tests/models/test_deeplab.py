@@ -44,13 +44,8 @@ TINY = dataclasses.replace(
 )
 
 
-def torchvision_shapes(depth: int) -> dict[str, tuple[int, ...]]:
-    """Every tensor of torchvision's ``resnet{depth}()`` state dict with its shape, from torchvision's rules:
-    stem ``conv1`` 7×7 + ``bn1``; ``layer{1..4}`` of Bottlenecks (width 64·2^i, ×4 out) named
-    ``conv1/bn1/conv2/bn2/conv3/bn3`` and, in each layer's first block, ``downsample.0`` (1×1) / ``downsample.1``
-    (BN); ``fc``. A BN has weight, bias, running_mean, running_var and a scalar num_batches_tracked."""
-    shapes: dict[str, tuple[int, ...]] = {}
-
+def shape_writers(shapes: dict[str, tuple[int, ...]]):
+    """(conv, bn): add a bias-free k×k conv's weight, or a BatchNorm's five tensors, to `shapes` by name."""
     def conv(name: str, out: int, inp: int, k: int) -> None:
         shapes[f"{name}.weight"] = (out, inp, k, k)
 
@@ -59,6 +54,16 @@ def torchvision_shapes(depth: int) -> dict[str, tuple[int, ...]]:
             shapes[f"{name}.{leaf}"] = (c,)
         shapes[f"{name}.num_batches_tracked"] = ()
 
+    return conv, bn
+
+
+def torchvision_shapes(depth: int) -> dict[str, tuple[int, ...]]:
+    """Every tensor of torchvision's ``resnet{depth}()`` state dict with its shape, from torchvision's rules:
+    stem ``conv1`` 7×7 + ``bn1``; ``layer{1..4}`` of Bottlenecks (width 64·2^i, ×4 out) named
+    ``conv1/bn1/conv2/bn2/conv3/bn3`` and, in each layer's first block, ``downsample.0`` (1×1) / ``downsample.1``
+    (BN); ``fc``. A BN has weight, bias, running_mean, running_var and a scalar num_batches_tracked."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    conv, bn = shape_writers(shapes)
     conv("conv1", 64, 3, 7)
     bn("bn1", 64)
     inplanes = 64

@@ -27,6 +27,7 @@ from segformer_bench.models.checkpoints.pretrained import load_torchvision_resne
 from segformer_bench.models.deeplab import DeepLabConfig, DeepLabV3Plus
 
 from ..helpers import cli_error
+from .test_deeplab import shape_writers, torchvision_shapes
 
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}  # mmseg ResNet.arch_settings (Bottleneck)
 K, C, C1 = 5, 32, 8  # small classes and head widths keep the files small; the backbone is a real ResNet-50
@@ -101,14 +102,7 @@ def mmseg_shapes(depth: int, deep_stem: bool, num_classes: int = K, channels: in
     and a scalar num_batches_tracked.
     """
     shapes: dict[str, tuple[int, ...]] = {}
-
-    def conv(name: str, out: int, inp: int, k: int) -> None:
-        shapes[f"{name}.weight"] = (out, inp, k, k)
-
-    def bn(name: str, c: int) -> None:
-        for leaf in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"{name}.{leaf}"] = (c,)
-        shapes[f"{name}.num_batches_tracked"] = ()
+    conv, bn = shape_writers(shapes)
 
     def conv_module(name: str, out: int, inp: int, k: int, groups: int = 1) -> None:
         conv(f"{name}.conv", out, inp // groups, k)
@@ -122,24 +116,10 @@ def mmseg_shapes(depth: int, deep_stem: bool, num_classes: int = K, channels: in
         for index, (out, inp) in zip((0, 3, 6), ((32, 3), (32, 32), (64, 32)), strict=True):
             conv(f"backbone.stem.{index}", out, inp, 3)
             bn(f"backbone.stem.{index + 1}", out)
-    else:
-        conv("backbone.conv1", 64, 3, 7)
-        bn("backbone.bn1", 64)
-    inplanes = 64
-    for i, n in enumerate(BLOCKS[depth]):
-        planes = 64 * 2**i
-        for j in range(n):
-            p = f"backbone.layer{i + 1}.{j}"
-            conv(f"{p}.conv1", planes, inplanes, 1)
-            bn(f"{p}.bn1", planes)
-            conv(f"{p}.conv2", planes, planes, 3)
-            bn(f"{p}.bn2", planes)
-            conv(f"{p}.conv3", planes * 4, planes, 1)
-            bn(f"{p}.bn3", planes * 4)
-            if j == 0:
-                conv(f"{p}.downsample.0", planes * 4, inplanes, 1)
-                bn(f"{p}.downsample.1", planes * 4)
-            inplanes = planes * 4
+    # the rest of the backbone: torchvision's names (mmseg's ResNet keeps them) under backbone., without fc
+    stem = ("conv1.", "bn1.") if deep_stem else ()
+    shapes.update({f"backbone.{k}": v for k, v in torchvision_shapes(depth).items()
+                   if not k.startswith(("fc.", *stem))})
     conv_module("decode_head.image_pool.1", channels, 2048, 1)
     for n, d in enumerate(dilations):
         if d == 1:
