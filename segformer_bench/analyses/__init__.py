@@ -8,11 +8,12 @@ its units, and how it renders its part of the report. The suite loader, the runn
 
 from __future__ import annotations
 
+from .adversarial import ADVERSARIAL
 from .base import Analysis, ReportPart, RunContext
 from .corruption import CORRUPTION
 from .erf import ERF
 from .resolution import RESOLUTION
 
-ANALYSES: dict[str, Analysis] = {a.name: a for a in (CORRUPTION, RESOLUTION, ERF)}
+ANALYSES: dict[str, Analysis] = {a.name: a for a in (CORRUPTION, RESOLUTION, ERF, ADVERSARIAL)}
 
 __all__ = ["ANALYSES", "Analysis", "ReportPart", "RunContext"]

@@ -88,3 +88,14 @@ def paired_change(before: np.ndarray, after: np.ndarray, *, n_resamples: int = 1
             - miou_from_features((counts @ fb.reshape(n, -1)).reshape(n_resamples, *fb.shape[1:])))
     return percentile_interval(value, diff, confidence)
 
+
+
+def miou_interval(matrices: np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95,
+                  seed: int = 0) -> Interval:
+    """mIoU of (N, K, K) per-image confusion matrices with a percentile bootstrap interval over images."""
+    check_bootstrap_args(n_resamples, confidence)
+    f = image_features(matrices)
+    n = f.shape[0]
+    counts = resample_counts(n, n_resamples, seed)
+    samples = miou_from_features((counts @ f.reshape(n, -1)).reshape(n_resamples, *f.shape[1:]))
+    return percentile_interval(float(miou_from_features(f.sum(0))), samples, confidence)

@@ -61,6 +61,7 @@ class EvalResult:
     class_names: tuple[str, ...]
     seconds: float = 0.0
     metrics: dict = field(default_factory=dict)
+    per_image_loss: np.ndarray | None = None  # with an adversary: its per-image loss, in the same order
 
     @property
     def confusion(self) -> np.ndarray:
@@ -69,6 +70,10 @@ class EvalResult:
     def to_dict(self) -> dict:
         return {"metrics": self.metrics, "class_names": list(self.class_names), "images": len(self.names),
                 "seconds": self.seconds, "confusion": self.confusion.tolist()}
+
+
+# (uint8 images, int64 labels, names) → (float images on the 0–255 scale, per-image losses): an attack
+Adversary = Callable[[torch.Tensor, torch.Tensor, list[str]], tuple[torch.Tensor, np.ndarray]]
 
 
 def _shard(n: int) -> tuple[list[int], int, int]:
@@ -111,12 +116,14 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
              limit: int | None = None, export_dir: str | os.PathLike | None = None,
              export: Callable[[np.ndarray, str, Path], None] | None = None, progress: bool = False,
              transform: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
-             desc: str = "evaluating") -> EvalResult:
+             adversary: Adversary | None = None, desc: str = "evaluating") -> EvalResult:
     """Evaluate `model` on the first `limit` images of `dataset` (all by default).
 
     `transform(images, names)` may change each (B, 3, H, W) uint8 batch on the device before inference
-    (on-the-fly corruption on the GPU). With `export_dir`, each prediction is passed to
-    ``export(pred, name, export_dir)`` (every rank writes the images of its own shard).
+    (on-the-fly corruption on the GPU). `adversary(images, labels, names)` then replaces it by float images on
+    the 0–255 scale and gives a per-image loss (an attack; it runs with gradients, outside inference mode). With
+    `export_dir`, each prediction is passed to ``export(pred, name, export_dir)`` (every rank writes the images
+    of its own shard).
     """
     from tqdm import tqdm
 
@@ -130,6 +137,7 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
     model.eval()
     local: dict[int, np.ndarray] = {}
     names: dict[int, str] = {}
+    losses: dict[int, float] = {}
     t0 = time.perf_counter()
     bar = tqdm(total=len(indices), desc=desc, unit="img", leave=False, disable=not progress or rank != 0)
     try:
@@ -139,6 +147,10 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
                 images = transform(images, [s["name"] for s in group])
             labels = torch.from_numpy(np.stack([s["label"] for s in group])).to(device)
             check_input_size(model, tuple(images.shape[-2:]), settings.mode, settings.crop, settings.stride)
+            if adversary is not None:
+                images, image_losses = adversary(images, labels.long(), [s["name"] for s in group])
+                for s, value in zip(group, np.asarray(image_losses, dtype=np.float64), strict=True):
+                    losses[s["index"]] = float(value)
             amp = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
             with torch.inference_mode(), amp:
                 pred = segment_batch(model, images, settings)
@@ -155,15 +167,17 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
         model.train(was_training)
     if world > 1:
         gathered: list = [None] * world
-        torch.distributed.all_gather_object(gathered, (local, names))
-        local, names = {}, {}
-        for part_cm, part_names in gathered:
+        torch.distributed.all_gather_object(gathered, (local, names, losses))
+        local, names, losses = {}, {}, {}
+        for part_cm, part_names, part_losses in gathered:
             local.update(part_cm)
             names.update(part_names)
+            losses.update(part_losses)
     order = sorted(local)
     per_image = np.stack([local[i] for i in order]) if order else np.zeros((0, K, K), np.int64)
     result = EvalResult(names=[names[i] for i in order], per_image=per_image.astype(np.int64),
-                        class_names=dataset.info.class_names, seconds=time.perf_counter() - t0)
+                        class_names=dataset.info.class_names, seconds=time.perf_counter() - t0,
+                        per_image_loss=np.array([losses[i] for i in order]) if adversary is not None else None)
     result.metrics = scores(result.confusion)
     return result
 

@@ -157,8 +157,35 @@ def _run(model: Network, x: torch.Tensor, settings: EvalSettings) -> torch.Tenso
     return whole_inference(model, x)
 
 
+def _scaled_logits(model: Segmenter, x: torch.Tensor, size: tuple[int, int], settings: EvalSettings, ratio: float,
+                   flipped: bool) -> torch.Tensor:
+    """Logits at `size` of network input `x` run at test scale `ratio`, flipped or not."""
+    target = inference_size(size, settings, ratio)
+    xs = x if target == size else F.interpolate(x, size=target, mode="bilinear", align_corners=False)
+    logits = _run(model.network, xs.flip(-1) if flipped else xs, settings)
+    if flipped:
+        logits = logits.flip(-1)
+    if logits.shape[-2:] != size:
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return logits
+
+
+def eval_logits(model: Segmenter | torch.nn.Module, images: torch.Tensor, settings: EvalSettings,
+                scale: float = 255.0) -> torch.Tensor:
+    """Float32 logits (B, K, H, W) at the image size, exactly as ``segment_batch`` runs one test scale without
+    flipping (whole or sliding window), for RGB images on the 0–`scale` scale; differentiable, so attacks take
+    their gradients through the evaluation itself. Multi-scale or flipped settings are refused (one line)."""
+    if settings.scales != (1.0,) or settings.flip:
+        raise UserError("an attack runs the model as it is evaluated, at one test scale without flipping; set "
+                        "scales: [1.0] and flip: false for this analysis")
+    model = as_segmenter(model)
+    size = tuple(images.shape[-2:])
+    return _scaled_logits(model, model.preprocess(images, scale=scale), size, settings, 1.0, False)
+
+
 def segment_batch(model: Segmenter | torch.nn.Module, images: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
-    """Label maps (B, H, W) for uint8 RGB images (B, 3, H, W) on the model's device, by `settings`.
+    """Label maps (B, H, W) for uint8 RGB images (B, 3, H, W) on the model's device, by `settings` (or float
+    images on the 0–255 scale, e.g. adversarial ones).
 
     The caller chooses the grad mode, autocast and the model's train/eval mode (``predict`` does all three).
     """
@@ -168,15 +195,8 @@ def segment_batch(model: Segmenter | torch.nn.Module, images: torch.Tensor, sett
     single = settings.scales == (1.0,) and not settings.flip
     probs = None
     for ratio in settings.scales:
-        target = inference_size(size, settings, ratio)
-        xs = x if target == size else F.interpolate(x, size=target, mode="bilinear", align_corners=False)
         for flipped in (False, True) if settings.flip else (False,):
-            inp = xs.flip(-1) if flipped else xs
-            logits = _run(model.network, inp, settings)
-            if flipped:
-                logits = logits.flip(-1)
-            if logits.shape[-2:] != size:
-                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            logits = _scaled_logits(model, x, size, settings, ratio, flipped)
             if single:
                 return logits.argmax(dim=1)
             p = logits.softmax(dim=1)

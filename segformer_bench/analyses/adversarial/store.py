@@ -1,0 +1,49 @@
+"""The adversarial analysis's store table: one row per (model, attack, ε), with per-image confusion matrices,
+per-image losses (the attack's cross-entropy at its adversarial image) and the attack's settings."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...bench.store import Store, decode_array, encode_array
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS adversarial (
+    model TEXT NOT NULL, attack TEXT NOT NULL, eps REAL NOT NULL, miou REAL, aacc REAL, per_image BLOB NOT NULL,
+    loss BLOB NOT NULL, names TEXT NOT NULL, settings TEXT NOT NULL, seed INTEGER, seconds REAL, finished REAL,
+    PRIMARY KEY (model, attack, eps));
+"""
+TABLES = ("adversarial",)
+
+
+@dataclass(frozen=True)
+class AdversarialResult:
+    per_image: np.ndarray  # (N, K, K)
+    loss: np.ndarray  # (N,)
+    names: tuple[str, ...]
+    settings: dict
+
+
+def has_unit(store: Store, model: str, attack: str, eps: float) -> bool:
+    return store.has("adversarial", model=model, attack=attack, eps=float(eps))
+
+
+def add_unit(store: Store, model: str, attack: str, eps: float, metrics: dict, per_image: np.ndarray,
+             loss: np.ndarray, names: list[str], settings: dict, seed: int, seconds: float) -> None:
+    store.insert("adversarial", {"model": model, "attack": attack, "eps": float(eps), "miou": metrics["mIoU"],
+                                 "aacc": metrics["aAcc"], "per_image": encode_array(per_image),
+                                 "loss": encode_array(np.asarray(loss, np.float64)), "names": json.dumps(names),
+                                 "settings": json.dumps(settings), "seed": seed, "seconds": seconds,
+                                 "finished": time.time()})
+
+
+def results(store: Store) -> dict[tuple[str, str, float], AdversarialResult]:
+    """(model, attack, ε in 1/255 units) → the unit's per-image results."""
+    return {(m, a, e): AdversarialResult(decode_array(pi), decode_array(lo), tuple(json.loads(n)), json.loads(st))
+            for m, a, e, pi, lo, n, st in store.rows(
+                "adversarial", ("model", "attack", "eps", "per_image", "loss", "names", "settings"),
+                order_by=("rowid",))}
