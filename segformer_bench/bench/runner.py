@@ -133,6 +133,18 @@ def _discard_changed_training(run: Path, suite: Suite) -> None:
                 RunDir(target).discard()
 
 
+def _same_suite(stored: object, resolved: dict) -> bool:
+    """Whether a stored suite is `resolved`, an absent section the same as one stored as null (a suite stored
+    before an analysis existed lacks its key)."""
+    if not isinstance(stored, dict):
+        return False
+    sections = {a.section for a in ANALYSES.values()}
+    def present(d: dict) -> dict:
+        return {k: v for k, v in d.items() if not (k in sections and v is None)}
+
+    return present(stored) == present(resolved)
+
+
 def _open_run_store(run: Path, suite: Suite, restart: bool) -> Store:
     """The run directory's store, ready for `suite` (see the module docstring: a different suite, a changed
     checkpoint, restart)."""
@@ -141,12 +153,12 @@ def _open_run_store(run: Path, suite: Suite, restart: bool) -> Store:
         resolved = suite.to_dict()
         stored = store.get_meta("suite")
         meta = {"suite": resolved, "versions": package_versions()}
-        if stored != resolved and not restart and store.holds_rows(_tables()):
+        if not _same_suite(stored, resolved) and not restart and store.holds_rows(_tables()):
             changed = ("every field (no suite is stored)" if not isinstance(stored, dict) else
                        ", ".join(sorted(k for k in set(stored) | set(resolved) if stored.get(k) != resolved.get(k))))
             raise UserError(f"{run} holds results of a different suite (changed: {changed}); run with --restart "
                             "to discard them, or choose another --run-dir")
-        if stored != resolved or restart:
+        if not _same_suite(stored, resolved) or restart:
             if restart:  # before the wipe, so that a restart killed after it resumes as that restart
                 _discard_changed_training(run, suite)
             store.clear(_tables(), meta)  # in one transaction: a run killed meanwhile finds the old store or this

@@ -180,3 +180,21 @@ def test_eval_logits_equals_the_segmentation_pipeline():
     with torch.no_grad():
         logits = eval_logits(model, images.float() / 255, settings, scale=1.0)
         assert torch.equal(logits.argmax(1), segment_batch(model, images, settings))
+
+
+def test_a_run_stored_before_the_analysis_existed_resumes(tmp_path):
+    from segformer_bench.bench.runner import open_store
+    from tests.helpers import corruption_suite
+
+    path = corruption_suite(tmp_path)
+    run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=lambda _: None)
+    store = open_store(tmp_path / "run" / "results.sqlite")
+    try:
+        old = store.get_meta("suite")
+        del old["adversarial"]  # as a run of an older version stored it
+        for model in old["models"]:
+            assert "family" not in model  # unset fields of other model families are not stored either
+        store.set_meta("suite", old)
+    finally:
+        store.close()
+    run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=lambda _: None)  # no refusal
