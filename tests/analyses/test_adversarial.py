@@ -56,7 +56,7 @@ def confusion(pred: np.ndarray, label: np.ndarray, K: int = 19) -> np.ndarray:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("adv")
-    path = suite_file(tmp)
+    path = suite_file(tmp, reports=["tables", "plots", "html", "gallery"])
     run_suite(load_suite(path), tmp / "run", progress=False, log=lambda _: None)
     return tmp, path
 
@@ -105,10 +105,22 @@ def test_attacks_lower_the_loss_and_the_worst_case_is_recombined_per_image(finis
     assert frame.loc[("DL", "worst case", 8), "mIoU"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_the_gallery_is_the_first_image_of_the_headline_unit(finished):
+    tmp, _ = finished
+    pictures = stored(tmp / "run", adv_store.gallery)
+    unit = units(tmp / "run")[("DL", "PGD L∞", 8.0)]
+    g = pictures["DL"]
+    assert (g["attack"], g["eps"]) == ("PGD L∞", 8.0)
+    label = build_dataset("synthcity", "val", **OPTIONS)[0]["label"]
+    np.testing.assert_array_equal(confusion(g["adversarial_prediction"].astype(np.int64), label), unit.per_image[0])
+    assert np.abs(g["adversarial"] - g["image"]).max() <= 8 + 1e-3
+
+
 def test_the_report_files_and_page(finished):
     tmp, _ = finished
     report = tmp / "report"
-    for name in ("adversarial.md", "adversarial.tex", "adversarial.csv", "robust.md", "adversarial.png"):
+    for name in ("adversarial.md", "adversarial.tex", "adversarial.csv", "robust.md", "adversarial.png",
+                 "adversarial_gallery.png"):
         assert (report / name).exists(), name
     table = (report / "adversarial.md").read_text()
     assert "clean" in table and "ε 8/255" in table and "B0 · worst case" in table and "DL · SegPGD L∞" in table

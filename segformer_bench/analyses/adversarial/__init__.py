@@ -115,15 +115,18 @@ class AdversarialAnalysis(Analysis):
         run_units(ctx, spec)
 
     def report(self, store: Store, suite: Suite, metadata: Mapping[str, object]) -> ReportPart | None:
+        from ...data import class_names
         from .report import adversarial_report
-        from .store import results
+        from .store import gallery, results
 
         stored = results(store)
         if not stored:
             return None
         spec: AdversarialSpec = suite.section(self.name)
         models = list(spec.models) or [m.name for m in suite.models]
-        files, sections = adversarial_report(stored, spec, models, seed=suite.seed)
+        pictures = gallery(store) if "gallery" in suite.reports else None
+        files, sections = adversarial_report(stored, spec, models, seed=suite.seed, gallery=pictures,
+                                             num_classes=len(class_names(suite.dataset.name)))
         return ReportPart(files, sections, {"attacks": ", ".join(
             f"{a.label} ({a.steps} steps, ε {', '.join(eps_text(e) for e in a.eps)})" for a in spec.attacks)})
 

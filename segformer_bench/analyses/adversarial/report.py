@@ -128,8 +128,40 @@ def adversarial_png(eps: Sequence[float], models: Sequence[str], panels: Sequenc
     return plots.png(fig)
 
 
+def gallery_png(gallery: Mapping[str, Mapping], num_classes: int) -> bytes:
+    """A row per model: the image, the perturbation (amplified to fill the colour range, grey = 0), the
+    adversarial image, and the model's predictions of the clean and the adversarial image."""
+    from matplotlib.figure import Figure
+
+    from ...data.labels import colorize
+
+    models = list(gallery)
+    titles = ["image", "perturbation (amplified)", "adversarial image", "prediction", "prediction under attack"]
+    H, W = next(iter(gallery.values()))["image"].shape[:2]
+    fig = Figure(figsize=(5 * 2.0 * W / max(H, W) + 1.2, len(models) * 2.0 * H / max(H, W) + 0.6), dpi=100,
+                 layout="constrained")
+    axes = fig.subplots(len(models), 5, squeeze=False)
+    for i, m in enumerate(models):
+        g = gallery[m]
+        delta = g["adversarial"] - g["image"].astype(np.float64)
+        scale = np.abs(delta).max()
+        shown = 0.5 + delta / (2 * scale) if scale > 0 else np.full_like(delta, 0.5)
+        pictures = [g["image"], shown, np.clip(g["adversarial"], 0, 255).round().astype(np.uint8),
+                    colorize(g["prediction"].astype(np.int64), num_classes),
+                    colorize(g["adversarial_prediction"].astype(np.int64), num_classes)]
+        for j, (ax, picture) in enumerate(zip(axes[i], pictures, strict=True)):
+            ax.imshow(picture, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(titles[j], fontsize=9)
+        axes[i, 0].set_ylabel(f"{m}\n{g['attack']} ε {eps_text(g['eps'])}", fontsize=8)
+    return plots.png(fig)
+
+
 def adversarial_report(results: Mapping[tuple[str, str, float], AdversarialResult], spec: AdversarialSpec,
                        models: Sequence[str], *, seed: int = 0, n_resamples: int = 1000,
+                       gallery: Mapping[str, Mapping] | None = None, num_classes: int = 19,
                        ) -> tuple[dict[str, str | bytes], list[Section]]:
     """({file name: content}, [(heading, note HTML, content HTML)]) of the adversarial analysis."""
     eps, units = summarize(results, spec, models)
@@ -165,5 +197,11 @@ def adversarial_report(results: Mapping[tuple[str, str, float], AdversarialResul
                 ("Robust mIoU", html.escape(robust_caption), to_html(robust)),
                 ("mIoU against the attack budget", "One panel per attack; one line per model.",
                  figure(png, "mIoU against the attack budget"))]
+    if gallery:
+        files["adversarial_gallery.png"] = gallery_png(gallery, num_classes)
+        sections.append(("Adversarial examples", "The first image, its perturbation (scaled to the full colour range; "
+                         "grey is no change), the adversarial image and each model's predictions. Each model has its "
+                         "own adversarial image: the attacks are white-box.",
+                         figure(files["adversarial_gallery.png"], "adversarial examples")))
     return files, sections
 

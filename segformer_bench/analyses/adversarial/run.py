@@ -80,11 +80,16 @@ def run_units(ctx: RunContext, spec: AdversarialSpec) -> None:
             todo = ctx.shared([i for i, (a, eps) in enumerate(units)
                                if not (ctx.main and tables.has_unit(store, model_spec.name, a.label, eps))])
             bar.update(len(units) - len(todo))
-            if not todo:
+            # rank 0 decides for every rank: each must open the model if any of them needs it
+            wants_gallery = ctx.shared("gallery" in suite.reports and ctx.main
+                                       and not tables.has_gallery(store, model_spec.name))
+            if not todo and not wants_gallery:
                 continue
             model = ctx.model(model_spec, dataset)
             settings = eval_settings(suite.eval.preset, suite.eval.overrides, model_spec.eval,
                                      where=f"{suite.source}: model {model_spec.name!r}, eval")
+            if wants_gallery and ctx.main:
+                _gallery(store, model_spec.name, model, spec, dataset, settings, suite.seed, ctx.device)
             for i in todo:
                 a, eps = units[i]
                 result = evaluate(model, dataset, settings, ctx.device, limit=suite.dataset.limit,
@@ -97,3 +102,28 @@ def run_units(ctx: RunContext, spec: AdversarialSpec) -> None:
                 bar.update(1)
     finally:
         bar.close()
+
+
+def headline(spec: AdversarialSpec) -> float:
+    """The headline ε (1/255 units): the section's, else the largest of any attack."""
+    return spec.headline_eps if spec.headline_eps is not None else max(e for a in spec.attacks for e in a.eps)
+
+
+def _gallery(store, model_name: str, model: Segmenter, spec: AdversarialSpec, dataset, settings: EvalSettings,
+             seed: int, device: torch.device) -> None:
+    """The first image under the first attack that has the headline ε (the same adversarial image as in its unit),
+    and the model's predictions of the clean and the adversarial image."""
+    from ...engine.inference import segment_batch
+
+    eps = headline(spec)
+    a = next(x for x in spec.attacks if eps in x.eps)
+    sample = dataset[0]
+    images = torch.from_numpy(sample["image"]).permute(2, 0, 1)[None].to(device)
+    labels = torch.from_numpy(sample["label"]).long()[None].to(device)
+    model.eval()
+    adv, _ = adversary(model, spec, a, eps, settings, seed)(images, labels, [sample["name"]])
+    with torch.inference_mode():
+        clean_pred = segment_batch(model, images, settings)[0].cpu().numpy()
+        adv_pred = segment_batch(model, adv, settings)[0].cpu().numpy()
+    tables.add_gallery(store, model_name, a.label, eps, sample["image"], adv[0].permute(1, 2, 0).cpu().numpy(),
+                       clean_pred.astype(np.int16), adv_pred.astype(np.int16))

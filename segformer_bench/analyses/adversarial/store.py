@@ -1,5 +1,7 @@
-"""The adversarial analysis's store table: one row per (model, attack, ε), with per-image confusion matrices,
-per-image losses (the attack's cross-entropy at its adversarial image) and the attack's settings."""
+"""The adversarial analysis's store tables: one row per (model, attack, ε), with per-image confusion matrices,
+per-image losses (the attack's cross-entropy at its adversarial image) and the attack's settings; and the gallery:
+per model, the first image, its adversarial image under the first attack at the headline ε, and the model's
+predictions of both (the arrays as stored by ``encode_arrays``: the adversarial image in float, unrounded)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ CREATE TABLE IF NOT EXISTS adversarial (
     model TEXT NOT NULL, attack TEXT NOT NULL, eps REAL NOT NULL, miou REAL, aacc REAL, per_image BLOB NOT NULL,
     loss BLOB NOT NULL, names TEXT NOT NULL, settings TEXT NOT NULL, seed INTEGER, seconds REAL, finished REAL,
     PRIMARY KEY (model, attack, eps));
+CREATE TABLE IF NOT EXISTS adversarial_gallery (
+    model TEXT NOT NULL PRIMARY KEY, attack TEXT NOT NULL, eps REAL NOT NULL, image BLOB NOT NULL,
+    adversarial BLOB NOT NULL, prediction BLOB NOT NULL, adversarial_prediction BLOB NOT NULL);
 """
-TABLES = ("adversarial",)
+TABLES = ("adversarial", "adversarial_gallery")
 
 
 @dataclass(frozen=True)
@@ -47,3 +52,24 @@ def results(store: Store) -> dict[tuple[str, str, float], AdversarialResult]:
             for m, a, e, pi, lo, n, st in store.rows(
                 "adversarial", ("model", "attack", "eps", "per_image", "loss", "names", "settings"),
                 order_by=("rowid",))}
+
+
+def has_gallery(store: Store, model: str) -> bool:
+    return store.has("adversarial_gallery", model=model)
+
+
+def add_gallery(store: Store, model: str, attack: str, eps: float, image: np.ndarray, adversarial: np.ndarray,
+                prediction: np.ndarray, adversarial_prediction: np.ndarray) -> None:
+    store.insert("adversarial_gallery", {"model": model, "attack": attack, "eps": float(eps),
+                                         "image": encode_array(image), "adversarial": encode_array(adversarial),
+                                         "prediction": encode_array(prediction),
+                                         "adversarial_prediction": encode_array(adversarial_prediction)})
+
+
+def gallery(store: Store) -> dict[str, dict]:
+    """model → {attack, eps, image (H, W, 3) uint8, adversarial (H, W, 3) float on 0–255, prediction and
+    adversarial_prediction (H, W) class ids}."""
+    columns = ("model", "attack", "eps", "image", "adversarial", "prediction", "adversarial_prediction")
+    return {row[0]: {"attack": row[1], "eps": row[2], **{c: decode_array(v) for c, v in zip(columns[3:], row[3:],
+                                                                                         strict=True)}}
+            for row in store.rows("adversarial_gallery", columns, order_by=("rowid",))}
