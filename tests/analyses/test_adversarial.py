@@ -210,3 +210,29 @@ def test_a_run_stored_before_the_analysis_existed_resumes(tmp_path):
     finally:
         store.close()
     run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=lambda _: None)  # no refusal
+
+
+@pytest.mark.slow
+def test_pgd_lowers_the_miou_of_a_trained_synthcity_model(tmp_path):
+    import dataclasses
+
+    from segformer_bench.engine.evaluate import evaluate
+    from segformer_bench.engine.train import train
+    from segformer_bench.models.segmenter import as_segmenter
+    from tests.helpers import TINY_TRAIN
+
+    config = dataclasses.replace(TINY_TRAIN, iters=150, batch_size=4, lr=6e-4, warmup_iters=10,
+                                 dataset_options={"size": [64, 128], "length": 64}, checkpoint_interval=150)
+    model = as_segmenter(sb.load_model(train(config, tmp_path / "train", progress=False, log=lambda _: None)))
+    data = build_dataset("synthcity", "val", size=[64, 128], length=8)
+    clean = evaluate(model, data, EVAL_PRESETS["whole"]).metrics["mIoU"]
+    settings = EVAL_PRESETS["whole"]
+
+    def pgd(images, labels, names):
+        adv = attack(lambda x: eval_logits(model, x, settings, scale=1.0), images.float() / 255, labels,
+                     eps=8 / 255, steps=5, ids=names)
+        return adv * 255, np.zeros(len(names))
+
+    attacked = evaluate(model, data, settings, adversary=pgd).metrics["mIoU"]
+    assert clean > 0.15, clean  # it learned something
+    assert attacked < 0.5 * clean, (clean, attacked)
