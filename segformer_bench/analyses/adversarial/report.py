@@ -19,7 +19,7 @@ from ...report import plots
 from ...report.page import Section, figure
 from ...report.tables import MISSING, Table, fmt_interval, table_files, to_html
 from ..stats import Interval, miou_interval
-from . import AdversarialSpec, eps_text
+from .spec import AdversarialSpec, eps_text
 from .store import AdversarialResult
 
 WORST = "worst case"

@@ -19,7 +19,7 @@ from . import store as tables
 
 if TYPE_CHECKING:
     from ..base import RunContext
-    from . import AdversarialSpec, AttackSpec
+    from .spec import AdversarialSpec, AttackSpec
 
 
 def image_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
