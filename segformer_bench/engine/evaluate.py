@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..calibration import calibration_counts
 from ..config import from_mapping, to_mapping
 from ..data.base import SegmentationDataset
 from ..models.segmenter import Segmenter, as_segmenter
@@ -62,6 +63,7 @@ class EvalResult:
     seconds: float = 0.0
     metrics: dict = field(default_factory=dict)
     per_image_loss: np.ndarray | None = None  # with an adversary: its per-image loss, in the same order
+    calibration: np.ndarray | None = None  # with calibration_bins: per-image ``calibration_counts`` (N, 3·bins + 3)
 
     @property
     def confusion(self) -> np.ndarray:
@@ -116,14 +118,17 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
              limit: int | None = None, export_dir: str | os.PathLike | None = None,
              export: Callable[[np.ndarray, str, Path], None] | None = None, progress: bool = False,
              transform: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
-             adversary: Adversary | None = None, desc: str = "evaluating") -> EvalResult:
+             adversary: Adversary | None = None, calibration_bins: int | None = None,
+             desc: str = "evaluating") -> EvalResult:
     """Evaluate `model` on the first `limit` images of `dataset` (all by default).
 
     `transform(images, names)` may change each (B, 3, H, W) uint8 batch on the device before inference
     (on-the-fly corruption on the GPU). `adversary(images, labels, names)` then replaces it by float images on
     the 0–255 scale and gives a per-image loss (an attack; it runs with gradients, outside inference mode). With
     `export_dir`, each prediction is passed to ``export(pred, name, export_dir)`` (every rank writes the images
-    of its own shard).
+    of its own shard). With `calibration_bins`, each image's ``calibration.calibration_counts`` of the class
+    probabilities its prediction is the argmax of are returned too — for models whose outputs are probabilities
+    (``outputs == "logits"``); a universal model's scores are left out (``calibration`` stays None).
     """
     from tqdm import tqdm
 
@@ -138,6 +143,8 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
     local: dict[int, np.ndarray] = {}
     names: dict[int, str] = {}
     losses: dict[int, float] = {}
+    calibrations: dict[int, np.ndarray] = {}
+    calibrate = calibration_bins is not None and model.outputs == "logits"
     t0 = time.perf_counter()
     bar = tqdm(total=len(indices), desc=desc, unit="img", leave=False, disable=not progress or rank != 0)
     try:
@@ -152,9 +159,13 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
                 for s, value in zip(group, np.asarray(image_losses, dtype=np.float64), strict=True):
                     losses[s["index"]] = float(value)
             amp = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+            probabilities: list[torch.Tensor] | None = [] if calibrate else None
             with torch.inference_mode(), amp:
-                pred = segment_batch(model, images, settings)
+                pred = segment_batch(model, images, settings, probabilities)
                 cms = per_image_confusion(pred, labels, K).cpu().numpy()
+            if probabilities is not None:
+                for s, c in zip(group, calibration_counts(probabilities[0], labels, calibration_bins), strict=True):
+                    calibrations[s["index"]] = c
             if export_dir is not None and export is not None:
                 for s, p in zip(group, pred.cpu().numpy(), strict=True):
                     export(p.astype(np.uint8), s["name"], Path(export_dir))
@@ -167,17 +178,19 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
         model.train(was_training)
     if world > 1:
         gathered: list = [None] * world
-        torch.distributed.all_gather_object(gathered, (local, names, losses))
-        local, names, losses = {}, {}, {}
-        for part_cm, part_names, part_losses in gathered:
+        torch.distributed.all_gather_object(gathered, (local, names, losses, calibrations))
+        local, names, losses, calibrations = {}, {}, {}, {}
+        for part_cm, part_names, part_losses, part_calibrations in gathered:
             local.update(part_cm)
             names.update(part_names)
             losses.update(part_losses)
+            calibrations.update(part_calibrations)
     order = sorted(local)
     per_image = np.stack([local[i] for i in order]) if order else np.zeros((0, K, K), np.int64)
     result = EvalResult(names=[names[i] for i in order], per_image=per_image.astype(np.int64),
                         class_names=dataset.info.class_names, seconds=time.perf_counter() - t0,
-                        per_image_loss=np.array([losses[i] for i in order]) if adversary is not None else None)
+                        per_image_loss=np.array([losses[i] for i in order]) if adversary is not None else None,
+                        calibration=np.stack([calibrations[i] for i in order]) if calibrate and order else None)
     result.metrics = scores(result.confusion)
     return result
 

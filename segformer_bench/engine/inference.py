@@ -183,9 +183,12 @@ def eval_logits(model: Segmenter | torch.nn.Module, images: torch.Tensor, settin
     return _scaled_logits(model, model.preprocess(images, scale=scale), size, settings, 1.0, False)
 
 
-def segment_batch(model: Segmenter | torch.nn.Module, images: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
+def segment_batch(model: Segmenter | torch.nn.Module, images: torch.Tensor, settings: EvalSettings,
+                  probabilities: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Label maps (B, H, W) for uint8 RGB images (B, 3, H, W) on the model's device, by `settings` (or float
-    images on the 0–255 scale, e.g. adversarial ones).
+    images on the 0–255 scale, e.g. adversarial ones). With a `probabilities` list, the class probabilities the
+    labels are the argmax of are appended to it (B, K, H, W): the softmax of the logits, or the mean of the
+    softmaxes over scales and flips; the labels themselves are computed exactly as without it.
 
     The caller chooses the grad mode, autocast and the model's train/eval mode (``predict`` does all three).
     """
@@ -193,14 +196,19 @@ def segment_batch(model: Segmenter | torch.nn.Module, images: torch.Tensor, sett
     size = tuple(images.shape[-2:])
     x = model.preprocess(images, scale=255)
     single = settings.scales == (1.0,) and not settings.flip
-    probs = None
+    probs, runs = None, 0
     for ratio in settings.scales:
         for flipped in (False, True) if settings.flip else (False,):
             logits = _scaled_logits(model, x, size, settings, ratio, flipped)
             if single:
+                if probabilities is not None:
+                    probabilities.append(logits.float().softmax(dim=1))
                 return logits.argmax(dim=1)
             p = logits.softmax(dim=1)
             probs = p if probs is None else probs + p
+            runs += 1
+    if probabilities is not None:
+        probabilities.append(probs.float() / runs)
     return probs.argmax(dim=1)
 
 
