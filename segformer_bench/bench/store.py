@@ -134,6 +134,22 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{uri}?immutable=1", uri=True)
 
 
+def _add_missing_columns(db: sqlite3.Connection, schema: str) -> None:
+    """Columns the schema declares that an existing table lacks (a store written before they existed) are added,
+    NULL in its old rows; the declared tables are read from an in-memory copy of the schema."""
+    declared = sqlite3.connect(":memory:")
+    try:
+        declared.executescript(schema)
+        for (table,) in declared.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for _, column, kind, *_ in declared.execute(f"PRAGMA table_info({table})").fetchall():
+                if column not in have:
+                    with db:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    finally:
+        declared.close()
+
+
 class Store:
     """A run directory's results.sqlite, with the tables of `schema` (the analyses') besides its own.
 
@@ -158,6 +174,7 @@ class Store:
                 self.db.execute("PRAGMA journal_mode=WAL")  # a reader (report) never blocks the runner
                 self.db.execute("PRAGMA synchronous=FULL")  # a committed unit is on the disk, not only in a cache
                 self.db.executescript(SCHEMA + schema)
+                _add_missing_columns(self.db, SCHEMA + schema)
             except BaseException:
                 self.db.close()
                 raise
@@ -200,6 +217,11 @@ class Store:
         return any(self.has(t, **key) for t in tables if self.has_table(t))
 
     @_checked
+    @_checked
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether `table` has `column` (a read-only store written before the column existed does not)."""
+        return column in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+
     def has_table(self, table: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                                (table,)).fetchone() is not None

@@ -97,7 +97,12 @@ class CorruptionAnalysis(Analysis):
                                             include_published=suite.include_published,
                                             gallery=_decode_gallery(stored) if stored else None, seed=suite.seed,
                                             expected=expected)
-        return ReportPart(files, sections, {"protocol": spec.protocol, "backend": spec.backend})
+        from .calibration import calibration_part
+
+        models = [m.name for m in suite.models if not spec.models or m.name in spec.models]
+        more_files, more_sections = calibration_part(tables.cell_calibration(store), protocol, models)
+        return ReportPart(files | more_files, sections + more_sections,
+                          {"protocol": spec.protocol, "backend": spec.backend})
 
 
 def _decode_gallery(rows: Mapping[tuple[str, str, int], tuple[bytes, bytes]]):  # -> report.Gallery

@@ -24,6 +24,8 @@ from ...engine.inference import EvalSettings, segment_batch
 from . import store as tables
 from .robustness import CLEAN
 
+CALIBRATION_BINS = 15  # equal-width confidence bins of the stored calibration counts (Guo et al.)
+
 if TYPE_CHECKING:
     from ...bench.store import Store
     from ..base import RunContext
@@ -52,11 +54,11 @@ def run_cells(ctx: RunContext, spec: CorruptionSpec) -> None:
             for corruption, severity in todo:
                 view, transform = cell_data(dataset, spec, suite.seed, corruption, severity)
                 result = evaluate(model, view, settings, ctx.device, limit=suite.dataset.limit,
-                                  progress=ctx.progress, transform=transform,
+                                  progress=ctx.progress, transform=transform, calibration_bins=CALIBRATION_BINS,
                                   desc=f"{model_spec.name} {corruption} {severity}")
                 if ctx.main:
                     tables.add_cell(store, model_spec.name, corruption, severity, result.metrics, result.per_image,
-                                    result.names, suite.seed, result.seconds)
+                                    result.names, suite.seed, result.seconds, result.calibration)
                 bar.update(1)
             if gallery and ctx.main:
                 _gallery(store, model_spec.name, model, dataset, spec, suite.seed, cells, settings, ctx.device)

@@ -1,7 +1,8 @@
 """The corruption analysis's store tables: one row per (model, corruption, severity) cell, and the gallery.
 
 * ``cells``: mIoU, aAcc, mAcc, per-class IoU (JSON), the per-image confusion matrices (compressed .npy), the
-  image names, the seed and timings; the clean set is the cell ("clean", 0);
+  image names, the seed and timings, and the per-image calibration counts (``calibration.calibration_counts``;
+  NULL for a model of scores, or a cell stored before they were); the clean set is the cell ("clean", 0);
 * ``gallery``: PNG bytes of the first image under each cell and of each model's prediction of it.
 """
 
@@ -18,7 +19,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
     model TEXT NOT NULL, corruption TEXT NOT NULL, severity INTEGER NOT NULL,
     miou REAL, aacc REAL, macc REAL, iou TEXT, per_image BLOB NOT NULL, names TEXT NOT NULL,
-    seed INTEGER, seconds REAL, finished REAL,
+    seed INTEGER, seconds REAL, finished REAL, calibration BLOB,
     PRIMARY KEY (model, corruption, severity));
 CREATE TABLE IF NOT EXISTS gallery (
     model TEXT NOT NULL, corruption TEXT NOT NULL, severity INTEGER NOT NULL, image BLOB, prediction BLOB,
@@ -32,11 +33,21 @@ def has_cell(store: Store, model: str, corruption: str, severity: int) -> bool:
 
 
 def add_cell(store: Store, model: str, corruption: str, severity: int, metrics: dict, per_image: np.ndarray,
-             names: list[str], seed: int, seconds: float) -> None:
+             names: list[str], seed: int, seconds: float, calibration: np.ndarray | None = None) -> None:
     store.insert("cells", {"model": model, "corruption": corruption, "severity": severity,
                            "miou": metrics["mIoU"], "aacc": metrics["aAcc"], "macc": metrics["mAcc"],
                            "iou": json.dumps(metrics["IoU"]), "per_image": encode_array(per_image),
-                           "names": json.dumps(names), "seed": seed, "seconds": seconds, "finished": time.time()})
+                           "names": json.dumps(names), "seed": seed, "seconds": seconds, "finished": time.time(),
+                           "calibration": None if calibration is None else encode_array(calibration)})
+
+
+def cell_calibration(store: Store) -> dict[tuple[str, str, int], np.ndarray]:
+    """Per-image calibration counts of every cell that has them, keyed (model, corruption, severity)."""
+    if not store.has_table("cells") or not store.has_column("cells", "calibration"):
+        return {}
+    return {(m, c, s): decode_array(blob)
+            for m, c, s, blob in store.rows("cells", ("model", "corruption", "severity", "calibration"))
+            if blob is not None}
 
 
 def cell_matrices(store: Store) -> dict[tuple[str, str, int], np.ndarray]:
