@@ -32,7 +32,7 @@ def calibration_counts(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15
                          f"{tuple(probs.shape)} and {tuple(labels.shape)}")
     if type(bins) is not int or bins < 1:
         raise ValueError(f"bins must be a whole number ≥ 1, got {bins!r}")
-    p = probs.detach().double()
+    p = probs.detach().float()  # sums are taken in float64; the (K, pixels) array itself stays float32
     B, K = p.shape[:2]
     labels = labels.long()
     out = torch.zeros((B, 3 * bins + 3), dtype=torch.float64, device=p.device)
@@ -45,16 +45,16 @@ def calibration_counts(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15
         if int(y.max()) >= K or int(y.min()) < 0:
             raise ValueError(f"labels hold class ids outside 0–{K - 1} (and {ignore_index} for ignored)")
         conf, pred = pi.max(dim=0)
+        conf = conf.double()
         index = (torch.ceil(conf * bins).long() - 1).clamp(0, bins - 1)  # ((b − 1)/M, b/M]
-        correct = (pred == y).double()
         n = torch.bincount(index, minlength=bins).double()
         s = torch.bincount(index, weights=conf, minlength=bins)
-        c = torch.bincount(index, weights=correct, minlength=bins)
+        c = torch.bincount(index, weights=(pred == y).double(), minlength=bins)
         out[i, :3 * bins] = torch.stack([n, s, c], dim=1).flatten()
-        p_label = pi.gather(0, y[None])[0]
+        p_label = pi.gather(0, y[None])[0].double()
         out[i, 3 * bins] = -torch.log(p_label.clamp(min=torch.finfo(torch.float64).tiny)).sum()
-        one_hot = torch.zeros_like(pi).scatter_(0, y[None], 1.0)
-        out[i, 3 * bins + 1] = ((pi - one_hot) ** 2).sum()
+        # Σ_k (p_k − 1[k = y])² = Σ_k p_k² − 2·p_y + 1
+        out[i, 3 * bins + 1] = ((pi * pi).sum(dim=0).double() - 2 * p_label + 1).sum()
         out[i, 3 * bins + 2] = float(y.numel())
     return out.cpu().numpy()
 

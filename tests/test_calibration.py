@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import torchmetrics
 
 from segformer_bench.calibration import brier, calibration_counts, ece, mce, nll
 
-torchmetrics = pytest.importorskip("torchmetrics")
 K = 5
 
 

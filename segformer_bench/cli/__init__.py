@@ -169,6 +169,13 @@ def _ls(args: argparse.Namespace) -> int:
                 print(f"  {name:<20} {description}")
     print("model variants:")
     print(f"  {', '.join(VARIANT_NAMES)}, deeplabv3plus-r50, deeplabv3plus-r101")
+    from ..attacks import METHODS, NORMS
+    from ..models.entry import FAMILY_NAMES
+
+    print("model families (a suite model's family):")
+    print(f"  {', '.join(FAMILY_NAMES)} (mmseg only where mmsegmentation is installed)")
+    print("attacks (adversarial section):")
+    print(f"  methods {', '.join(METHODS)}; norms {', '.join(NORMS)}")
     return 0
 
 
@@ -330,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suites", nargs="+", metavar="SUITE", help="a suite file, or the name of one in suites/")
     p.set_defaults(handler=_validate)
 
-    p = commands.add_parser("ls", help="list suites, corruption protocols and model variants")
+    p = commands.add_parser("ls", help="list suites, analyses, protocols, model variants and families, attacks")
     p.set_defaults(handler=_ls)
 
     p = commands.add_parser("demo", help="end-to-end demo on a procedural street scene",

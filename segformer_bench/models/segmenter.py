@@ -143,7 +143,7 @@ class Segmenter(nn.Module):
     """A segmentation model of any family behind one interface (module docstring).
 
     Subclasses implement ``logits`` (network input → the model's raw per-class output, any resolution) and
-    ``tap_features`` (network input → the named feature maps); everything else is shared.
+    ``tap_features`` (network input, already divisible → the named feature maps); everything else is shared.
     """
 
     def __init__(self, module: nn.Module, *, name: str, family: str, display_name: str, num_classes: int,
@@ -210,7 +210,6 @@ class Segmenter(nn.Module):
             out = F.interpolate(out, size=images.shape[-2:], mode="bilinear", align_corners=False)
         return out
 
-    seg = forward
 
     def features(self, images: torch.Tensor, taps: Sequence[str] | None = None,
                  scale: float = 1.0) -> dict[str, torch.Tensor]:
@@ -218,12 +217,17 @@ class Segmenter(nn.Module):
         return self.network_features(self.preprocess(images, scale), taps)
 
     def network_features(self, x: torch.Tensor, taps: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """The named feature maps (B, C, h, w) for network input `x` (no resizing), in the order of `taps`."""
+        """The named feature maps (B, C, h, w) for network input `x` (resized up to the size divisor first, as
+        ``network`` does), in the order of `taps`."""
         names = tuple(self.taps if taps is None else taps)
         unknown = [n for n in names if n not in self.taps]
         if unknown:
             raise ConfigError(f"unknown feature tap(s) {', '.join(unknown)}: {self.name} offers "
                               f"{', '.join(self.taps)}")
+        size = tuple(x.shape[-2:])
+        target = self.preprocessing.divisible(size)
+        if target != size:
+            x = F.interpolate(x, size=target, mode="bilinear", align_corners=False)
         out = self.tap_features(x, names)
         if "logits" in names and "logits" not in out:
             out["logits"] = self.network(x)
@@ -253,8 +257,7 @@ class BuiltinSegmenter(Segmenter):
 
     def describe(self) -> dict[str, Any]:
         # the model's config as this package has always stored it (family implied by its ``arch`` field)
-        mapped = {"class_map": list(self.class_map.targets)} if self.class_map is not None else {}
-        return {**self._description, **mapped}
+        return {k: v for k, v in super().describe().items() if k != "family"}
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)

@@ -6,6 +6,7 @@ import sqlite3
 import pandas as pd
 import pytest
 import torch
+import torchmetrics
 
 import segformer_bench as sb
 from segformer_bench.analyses.corruption import store as cells
@@ -13,8 +14,6 @@ from segformer_bench.bench.runner import open_store, render_run, run_suite
 from segformer_bench.bench.suite import load_suite
 from segformer_bench.data import build_dataset
 from tests.helpers import corruption_suite, stored
-
-torchmetrics = pytest.importorskip("torchmetrics")
 
 
 def test_the_clean_ece_is_torchmetrics_over_the_cells_pixels(tmp_path):

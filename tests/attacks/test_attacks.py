@@ -1,6 +1,7 @@
 """The attacks against the ``cospgd`` package's own steps and loss scalings (REFERENCE §10), a model that is
 linear per pixel (the gradient by hand), and the invariants every attack must keep."""
 
+import cospgd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,6 @@ from segformer_bench.attacks import attack, attack_loss, default_alpha
 from segformer_bench.errors import UserError
 from segformer_bench.models.segmenter import as_segmenter
 
-cospgd = pytest.importorskip("cospgd")
 ref = cospgd.functions
 
 K = 5

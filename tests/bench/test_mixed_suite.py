@@ -3,7 +3,6 @@ model — through corruption, resolution and ERF on SynthCity, end to end, with 
 
 import textwrap
 
-import pytest
 import torch
 import yaml
 
@@ -11,8 +10,6 @@ import segformer_bench as sb
 from segformer_bench.bench.runner import run_suite
 from segformer_bench.bench.suite import load_suite
 from tests.helpers import TESTS, stored
-
-pytest.importorskip("transformers")
 
 USER_CODE = textwrap.dedent('''
     import torch

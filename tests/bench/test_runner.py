@@ -68,6 +68,7 @@ def test_cli_validate_and_ls(tmp_path, capsys):
     assert main(["ls"]) == 0
     out = capsys.readouterr().out
     assert "quickstart" in out and "segformer" in out and "b5" in out
+    assert "adversarial" in out and "transformers, python, mmseg" in out and "segpgd, cospgd" in out
     assert main(["validate", str(tmp_path / "missing.yaml")]) == 2
     assert capsys.readouterr().err.startswith("segformer-bench: error: ")
 

@@ -12,15 +12,13 @@ import math
 
 import pytest
 import torch
+from transformers import SegformerForSemanticSegmentation  # noqa: E402
 
 import segformer_bench as sb
 from segformer_bench.models.profile import count_macs, count_parameters
 from segformer_bench.models.segformer import VARIANTS
 
 from ..helpers import hf_config, hf_logits, hf_model, match_released_eps, randomize_
-
-transformers = pytest.importorskip("transformers")
-from transformers import SegformerForSemanticSegmentation  # noqa: E402
 
 
 @pytest.mark.parametrize("variant", ["b0", "b2"])

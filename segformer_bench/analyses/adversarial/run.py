@@ -90,11 +90,14 @@ def run_units(ctx: RunContext, spec: AdversarialSpec) -> None:
                                      where=f"{suite.source}: model {model_spec.name!r}, eval")
             if wants_gallery and ctx.main:
                 _gallery(store, model_spec.name, model, spec, dataset, settings, suite.seed, ctx.device)
+            clean = None  # ε = 0 is the same clean evaluation for every attack: computed once per model
             for i in todo:
                 a, eps = units[i]
-                result = evaluate(model, dataset, settings, ctx.device, limit=suite.dataset.limit,
-                                  progress=ctx.progress, adversary=adversary(model, spec, a, eps, settings, suite.seed),
-                                  desc=f"{model_spec.name} {a.label} {eps:g}/255")
+                result = clean if eps == 0 and clean is not None else evaluate(
+                    model, dataset, settings, ctx.device, limit=suite.dataset.limit, progress=ctx.progress,
+                    adversary=adversary(model, spec, a, eps, settings, suite.seed),
+                    desc=f"{model_spec.name} {a.label} {eps:g}/255")
+                clean = result if eps == 0 else clean
                 if ctx.main:
                     tables.add_unit(store, model_spec.name, a.label, eps, result.metrics, result.per_image,
                                     result.per_image_loss, result.names, unit_settings(spec, a, eps), suite.seed,

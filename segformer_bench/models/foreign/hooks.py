@@ -8,7 +8,8 @@ A tap is ``name: module.path`` (``module.path`` as ``nn.Module.get_submodule`` r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -46,33 +47,40 @@ def _feature(value: Any, tap: str) -> torch.Tensor:
     return value
 
 
-def run_tapped(root: nn.Module, taps: Mapping[str, str], names: Sequence[str],
-               run: Callable[[], torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """(the requested taps' feature maps, run()'s result) from one call of `run` with hooks on `root`'s modules."""
-    captured: dict[str, torch.Tensor] = {}
+@contextmanager
+def recording(root: nn.Module, sources: Mapping[str, tuple[str, bool]], captured: dict[str, Any]) -> Iterator[None]:
+    """Within the block, each source ``key: (module path, on_input)`` records into `captured[key]` the module's
+    first input (positional or keyword) or its output, as the first call gives it. The hooks return None: a
+    hook's return value would replace the module's inputs or output."""
+    def on_input(key: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            captured.setdefault(key, args[0] if args else next(iter(kwargs.values())))
+        return hook
 
-    def record(name: str, value: Any) -> None:  # returns None: a hook's return value would replace the
-        if name not in captured:                # module's inputs or output (and a second call's by the first's)
-            captured[name] = _feature(value, name)
+    def on_output(key: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, _args: tuple, out: Any) -> None:
+            captured.setdefault(key, out)  # the first call's (a module run twice keeps its first output)
+        return hook
 
     handles = []
     try:
-        for name in names:
-            if name not in taps:
-                continue
-            path, on_input = _parse(taps[name])
+        for key, (path, input_side) in sources.items():
             module = root.get_submodule(path)
-            if on_input:
-                handles.append(module.register_forward_pre_hook(
-                    lambda _m, args, name=name: record(name, args)))
-            else:
-                handles.append(module.register_forward_hook(
-                    lambda _m, _args, out, name=name: record(name, out)))
-        result = run()
+            handles.append(module.register_forward_pre_hook(on_input(key), with_kwargs=True) if input_side
+                           else module.register_forward_hook(on_output(key)))
+        yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def run_tapped(root: nn.Module, taps: Mapping[str, str], names: Sequence[str],
+               run: Callable[[], torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """(the requested taps' feature maps, run()'s result) from one call of `run` with hooks on `root`'s modules."""
+    captured: dict[str, Any] = {}
+    with recording(root, {n: _parse(taps[n]) for n in names if n in taps}, captured):
+        result = run()
     missing = [n for n in names if n in taps and n not in captured]
     if missing:
         raise ConfigError(f"tap(s) {', '.join(missing)}: the module never ran in the forward pass; tap one that does")
-    return captured, result
+    return {n: _feature(v, n) for n, v in captured.items()}, result

@@ -45,7 +45,7 @@ from ...config import ConfigError, from_mapping
 from ...errors import CheckpointError
 from ..entry import ModelEntry
 from ..segmenter import Preprocess, Segmenter
-from .hooks import check_taps, run_tapped
+from .hooks import check_taps, recording, run_tapped
 
 INSTALL = 'pip install "segformer-bench[transformers]"'
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -416,10 +416,6 @@ class TransformersSegmenter(Segmenter):
     # -- taps ---------------------------------------------------------------------------------------------
 
     def tap_features(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
-        size = tuple(x.shape[-2:])
-        target = self.preprocessing.divisible(size)
-        if target != size:  # the same network input as ``network`` gives the model
-            x = F.interpolate(x, size=target, mode="bilinear", align_corners=False)
         x = self._fit(x)
         patch = getattr(self.module.config, "patch_size", None)
         grid = (x.shape[-2] // patch, x.shape[-1] // patch) if isinstance(patch, int) else (0, 0)
@@ -430,7 +426,7 @@ class TransformersSegmenter(Segmenter):
         if "fused" in wanted and self.fused_source is not None:
             sources["fused"] = self.fused_source
         captured: dict[str, Any] = {}
-        with _hooks(self.module, sources, captured):
+        with recording(self.module, {k: (v.module, v.on_input) for k, v in sources.items()}, captured):
             found, out = run_tapped(self.module, self.extra_taps, names, lambda: self._run(x))
         result: dict[str, torch.Tensor] = dict(found)
         stages = [m for i in range(len(self.stage_sources)) if f"s{i}" in captured
@@ -446,33 +442,6 @@ class TransformersSegmenter(Segmenter):
             logits = self._logits_of(out, x).float()
             result["logits"] = self.class_map(logits) if self.class_map is not None else logits
         return {n: result[n] for n in names}
-
-
-@contextmanager
-def _hooks(root: nn.Module, sources: Mapping[str, Source], captured: dict[str, Any]) -> Iterator[None]:
-    """Record each source's value (a module's first input or its output) under its key in `captured`."""
-    def on_input(key: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
-            captured.setdefault(key, args[0] if args else next(iter(kwargs.values())))
-        return hook
-
-    def on_output(key: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, _args: tuple, out: Any) -> None:
-            captured.setdefault(key, out)  # the first call's (a module run twice keeps its first output)
-        return hook
-
-    handles = []
-    try:
-        for key, source in sources.items():
-            module = root.get_submodule(source.module)
-            if source.on_input:
-                handles.append(module.register_forward_pre_hook(on_input(key), with_kwargs=True))
-            else:
-                handles.append(module.register_forward_hook(on_output(key)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 TOKENIZER_FIX = "save the processor (OneFormerProcessor.save_pretrained) there too"
@@ -574,7 +543,8 @@ def _count_stages(seg: TransformersSegmenter) -> int:
     side = max(64, 2 * seg.preprocessing.size_divisor, seg.min_input_side)
     captured: dict[str, Any] = {}
     x = seg._fit(torch.zeros(1, 3, side, side))
-    with torch.no_grad(), _hooks(seg.module, {f"s{i}": s for i, s in enumerate(seg.stage_sources)}, captured):
+    sources = {f"s{i}": (s.module, s.on_input) for i, s in enumerate(seg.stage_sources)}
+    with torch.no_grad(), recording(seg.module, sources, captured):
         seg._run(x)
     stages = [m for i, s in enumerate(seg.stage_sources) for m in _maps(captured[f"s{i}"], s)]
     return len(_last_per_resolution(stages)) if any(s.per_resolution for s in seg.stage_sources) else len(stages)
