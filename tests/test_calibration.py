@@ -70,3 +70,24 @@ def test_an_image_without_labelled_pixels_counts_nothing():
     probs = torch.full((1, K, 2, 2), 1 / K)
     counts = calibration_counts(probs, torch.full((1, 2, 2), 255))
     assert not counts.any() and np.isnan(ece(counts))
+
+
+def test_ece_interval_resamples_images_as_torchmetrics_sees_them(batch):
+    """Each bootstrap resample's ECE equals torchmetrics' ECE over the pixels of the images drawn (an image drawn
+    twice counted twice), and the interval is the percentiles of those."""
+    from segformer_bench.analyses.stats import ece_interval, resample_counts
+
+    probs, labels = batch
+    counts = calibration_counts(probs, labels)
+    draws = resample_counts(3, 20, 7)
+    metric = torchmetrics.classification.MulticlassCalibrationError(num_classes=K, n_bins=15, norm="l1",
+                                                                    ignore_index=255)
+    samples = []
+    for row in draws:
+        chosen = [i for i in range(3) for _ in range(int(row[i]))]
+        p, y = flat(probs[chosen], labels[chosen])
+        samples.append(float(metric(p.double(), y)))
+    interval = ece_interval(counts, n_resamples=20, confidence=0.9, seed=7)
+    assert interval.value == pytest.approx(ece(counts))
+    assert interval.low == pytest.approx(np.percentile(samples, 5), abs=1e-6)
+    assert interval.high == pytest.approx(np.percentile(samples, 95), abs=1e-6)

@@ -89,7 +89,6 @@ def paired_change(before: np.ndarray, after: np.ndarray, *, n_resamples: int = 1
     return percentile_interval(value, diff, confidence)
 
 
-
 def miou_interval(matrices: np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95,
                   seed: int = 0) -> Interval:
     """mIoU of (N, K, K) per-image confusion matrices with a percentile bootstrap interval over images."""
@@ -99,3 +98,19 @@ def miou_interval(matrices: np.ndarray, *, n_resamples: int = 1000, confidence: 
     counts = resample_counts(n, n_resamples, seed)
     samples = miou_from_features((counts @ f.reshape(n, -1)).reshape(n_resamples, *f.shape[1:]))
     return percentile_interval(float(miou_from_features(f.sum(0))), samples, confidence)
+
+
+def ece_interval(counts: np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95,
+                 seed: int = 0) -> Interval:
+    """The ECE of (N, 3·bins + 3) per-image calibration counts (``calibration.calibration_counts``) with a
+    percentile bootstrap interval over images; the resamples are :func:`resample_counts`' (the same images as an
+    mIoU interval of the same images draw). NaN when the images hold no pixel."""
+    from ..calibration import ece
+
+    check_bootstrap_args(n_resamples, confidence)
+    counts = np.asarray(counts, np.float64)
+    value = ece(counts)
+    if not np.isfinite(value):
+        return Interval(value, value, value)
+    samples = np.array([ece(row) for row in resample_counts(counts.shape[0], n_resamples, seed) @ counts])
+    return percentile_interval(value, samples[np.isfinite(samples)], confidence)

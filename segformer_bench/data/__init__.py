@@ -12,7 +12,7 @@ DATASETS = ("synthcity", "cityscapes", "ade20k")
 # most); every door that takes options from a user (--dataset-option, a suite's dataset.options, a training
 # config's dataset_options) is checked against this table before anything is built.
 DATASET_OPTIONS: dict[str, tuple[str, ...]] = {
-    "synthcity": ("size", "length", "seed", "cache"),
+    "synthcity": ("size", "length", "seed", "cache", "condition", "level"),
     "cityscapes": ("labels",),
     "ade20k": (),
 }
