@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from .adversarial import ADVERSARIAL
 from .base import Analysis, ReportPart, RunContext
+from .conditions import CONDITIONS
 from .corruption import CORRUPTION
 from .erf import ERF
 from .resolution import RESOLUTION
 
-ANALYSES: dict[str, Analysis] = {a.name: a for a in (CORRUPTION, RESOLUTION, ERF, ADVERSARIAL)}
+ANALYSES: dict[str, Analysis] = {a.name: a for a in (CORRUPTION, RESOLUTION, ERF, ADVERSARIAL, CONDITIONS)}
 
 __all__ = ["ANALYSES", "Analysis", "ReportPart", "RunContext"]

@@ -114,3 +114,19 @@ def ece_interval(counts: np.ndarray, *, n_resamples: int = 1000, confidence: flo
         return Interval(value, value, value)
     samples = np.array([ece(row) for row in resample_counts(counts.shape[0], n_resamples, seed) @ counts])
     return percentile_interval(value, samples[np.isfinite(samples)], confidence)
+
+
+def unpaired_change(before: np.ndarray, after: np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95,
+                    seed: int = 0) -> Interval:
+    """mIoU(after) − mIoU(before) for per-image confusion matrices of different images (a clean set and real
+    fog, say), each side resampled on its own (:func:`resample_counts`), with a percentile bootstrap interval."""
+    check_bootstrap_args(n_resamples, confidence)
+    fa, fb = image_features(after), image_features(before)
+
+    def samples(f: np.ndarray) -> np.ndarray:
+        n = f.shape[0]
+        return miou_from_features((resample_counts(n, n_resamples, seed) @ f.reshape(n, -1))
+                                  .reshape(n_resamples, *f.shape[1:]))
+
+    value = float(miou_from_features(fa.sum(0)) - miou_from_features(fb.sum(0)))
+    return percentile_interval(value, samples(fa) - samples(fb), confidence)
