@@ -99,6 +99,11 @@ class Analysis:
         """`spec` with its paths resolved against the suite file's directory (none by default)."""
         return spec
 
+    def datasets(self, spec: Any, suite: Suite) -> list[tuple[str, str, str, str | None, dict[str, Any]]]:
+        """The datasets the analysis opens besides the suite's own, for ``validate``: (field, name, split, root,
+        options) each; none by default (options laid over the suite's are found by ``validate`` itself)."""
+        return []
+
     def catalogue(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """What ``segformer-bench ls`` lists for this analysis: (heading, [(name, description)]) groups, e.g. the
         corruption protocols; none by default."""

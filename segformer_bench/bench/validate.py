@@ -7,13 +7,14 @@ what a run would otherwise find out only when it reaches it:
   it, since a suite is often checked on one machine and run on another (a missing GPU is noted);
 - inputs exist: every model's checkpoint (and is not empty), transformers directory (with its config.json)
   and mmseg config, a ``python`` model's factory imports, a training recipe's ``pretrained`` file, and the
-  paths of the analyses' sections (a corrupted tree), which are all inputs;
+  paths of the analyses' sections (a corrupted tree, a condition's root), which are all inputs;
 - training recipes: the preset with its overrides is a valid ``TrainConfig``, as the runner will build it;
 - datasets: the options are ones the dataset takes, and the dataset opens. SynthCity is built without
   rendering anything; Cityscapes and ADE20K are opened (directory listings, no image read) when a root is
   named by the suite or by $CITYSCAPES_ROOT / $ADE20K_ROOT; when neither names one, that is noted, since the
   run will read the variable wherever it runs. Checked for the suite's dataset, for the dataset options of
-  each analysis section (laid over the suite's, as the run does) and for each training recipe's dataset.
+  each analysis section (laid over the suite's, as the run does), for the datasets an analysis opens besides
+  (``Analysis.datasets``: the conditions) and for each training recipe's dataset.
 
 Each problem is one ``ConfigError`` naming the suite file and the field.
 """
@@ -59,6 +60,8 @@ def check_suite(suite: Suite) -> list[str]:
             check_input(path, f"{where}: {analysis.section}.{field}")
         for field, options in _fields_named(spec, "dataset_options", analysis.section):
             notes.append(check_dataset(d.name, d.split, d.root, {**d.options, **options}, f"{where}: {field}"))
+        for field, dataset, split, root, options in analysis.datasets(spec, suite):
+            notes.append(check_dataset(dataset, split, root, options, f"{where}: {field}"))
     for i, m in enumerate(suite.models):
         if m.train is not None:
             notes += _check_training(suite, i, where)

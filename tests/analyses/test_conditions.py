@@ -230,3 +230,11 @@ def test_stored_dataset_description(tmp_path):
     described = {c: json.loads(d) for m, c, d in rows if m == "Mix"}
     assert described["larger"] == {"dataset": "synthcity", "split": "val", "limit": 2,
                                    "options": {"size": [48, 96], "length": 5}}
+
+
+def test_validate_opens_every_condition_dataset(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    path = conditions_suite(tmp_path, conditions={"conditions": [
+        {"name": "clear"}, {"name": "real", "dataset": "cityscapes", "root": "empty"}]})
+    msg = cli_error(["validate", path], capsys)
+    assert "conditions.conditions[1]" in msg and "not a Cityscapes root" in msg

@@ -70,6 +70,10 @@ class ConditionsAnalysis(Analysis):
                                    conditions=tuple(dataclasses.replace(c, root=resolve_path(c.root))
                                                     for c in spec.conditions))
 
+    def datasets(self, spec: ConditionsSpec, suite: Suite) -> list[tuple[str, str, str, str | None, dict]]:
+        return [(f"conditions.conditions[{i}]", r.dataset, r.split, r.root, r.options)
+                for i, r in enumerate(resolve(c, suite) for c in spec.conditions)]
+
     def describe(self, spec: ConditionsSpec) -> str:
         return f"conditions ({len(spec.conditions)}, reference {reference_name(spec)})"
 
