@@ -41,6 +41,11 @@ def font(size: int, bold: bool = False):  # -> PIL.ImageFont.FreeTypeFont
 
 # --- calibration -----------------------------------------------------------------------------------------------
 
+def plain(text: str) -> str:
+    """`text` shown as it is: a model named "$x$" must not become mathtext (nor fail to parse as it)."""
+    return text.replace("$", r"\$")
+
+
 def reliability_curve(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean confidence, accuracy, share of the pixels) per confidence bin of calibration counts (…, 3·bins + 3)
     (``calibration.calibration_counts``) summed over the leading axes; NaN for an empty bin."""
@@ -68,7 +73,7 @@ def reliability_diagrams(panels: Mapping[str, Mapping[str, np.ndarray]], title: 
 
     fig = Figure(figsize=(3.6 * len(panels) + 0.4, 4.4), dpi=100, layout="constrained")
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(plain(title), fontsize=11)
     axes = fig.subplots(2, len(panels), squeeze=False, sharex=True, height_ratios=(3, 1))
     for j, (panel, curves) in enumerate(panels.items()):
         top, bottom = axes[0, j], axes[1, j]
@@ -79,12 +84,12 @@ def reliability_diagrams(panels: Mapping[str, Mapping[str, np.ndarray]], title: 
             color = COLORS[k % len(COLORS)]
             shown = np.isfinite(confidence)
             top.plot(confidence[shown], accuracy[shown], marker="o", markersize=3.5, linewidth=1.5, color=color,
-                     label=f"{label} (ECE {100 * ece(counts):.1f} %)")
+                     label=plain(f"{label} (ECE {100 * ece(counts):.1f} %)"))
             bottom.step((np.arange(bins) + 0.5) / bins, 100 * np.nan_to_num(share), where="mid", color=color,
                         linewidth=1.2)
         top.set_xlim(0, 1)
         top.set_ylim(0, 1)
-        top.set_title(panel, fontsize=10)
+        top.set_title(plain(panel), fontsize=10)
         top.grid(alpha=0.3, linewidth=0.6)
         top.legend(fontsize=7, frameon=False, loc="upper left")
         bottom.set_xlabel("confidence", fontsize=9)
@@ -107,6 +112,7 @@ def ece_vs_severity(panels: Mapping[str, Mapping[str, Sequence[tuple[float, floa
     """ECE (%) against a shift's strength: one panel per key of `panels` (e.g. per model), one line per label of
     its (strength, ECE in [0, 1]) points, the same label the same colour in every panel."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     labels = list(dict.fromkeys(label for lines in panels.values() for label in lines))
     fig = Figure(figsize=(3.4 * len(panels) + 0.6, 3.4), dpi=100, layout="constrained")
@@ -116,10 +122,11 @@ def ece_vs_severity(panels: Mapping[str, Mapping[str, Sequence[tuple[float, floa
             points = sorted(p for p in points if np.isfinite(p[1]))
             if points:
                 x, y = zip(*points, strict=True)
-                ax.plot(x, [100 * v for v in y], marker="o", markersize=3.5, linewidth=1.5, label=label,
+                ax.plot(x, [100 * v for v in y], marker="o", markersize=3.5, linewidth=1.5, label=plain(label),
                         color=COLORS[labels.index(label) % len(COLORS)])
-        ax.set_title(panel, fontsize=10)
+        ax.set_title(plain(panel), fontsize=10)
         ax.set_xlabel(xlabel, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # severities and budgets are whole numbers
         ax.grid(alpha=0.3, linewidth=0.6)
         ax.tick_params(labelsize=8)
     axes[0].set_ylabel("ECE (%)", fontsize=9)

@@ -290,3 +290,20 @@ def test_corruption_plots_pool_a_groups_cells_and_appear_only_with_counts():
     assert frame.loc[("contrast", 1), ["ECE", "ECE_low", "ECE_high"]].tolist() == pytest.approx([23.0] * 3)
     assert "Left out (outputs are scores, not probabilities): U." in files["calibration.md"]
     assert calibration_part({}, protocol, ["M"]) == ({}, [])
+
+
+def test_the_calibration_plots_draw_hostile_names_as_text():
+    from segformer_bench.report.plots import ece_vs_severity, reliability_diagram
+
+    name = "B0 $x^$ 50%"  # two dollar signs: mathtext, which cannot parse it, unless the names are kept as text
+    assert reliability_diagram({name: HAND}, name).startswith(b"\x89PNG")
+    assert ece_vs_severity({name: {name: [(0, 0.1), (1, 0.2)]}}).startswith(b"\x89PNG")
+    from segformer_bench.analyses.resolution.report import resolution_report
+
+    results = {(name, t): ResolutionResult(matrices(2), ("x", "y"), (32, 64), np.concatenate([HAND, HAND]))
+               for t in (name, "t2")}
+    files, _ = resolution_report(results, [name, "t2"], None, False, n_resamples=5)
+    assert files["resolution.png"].startswith(b"\x89PNG")
+    spec = AdversarialSpec(attacks=(AttackSpec(eps=(0, 8), steps=1, name=name),))
+    files, _ = adversarial_report({(name, name, e): adv_unit(HAND) for e in (0.0, 8.0)}, spec, [name], n_resamples=5)
+    assert files["adversarial.png"].startswith(b"\x89PNG") and "adversarial_reliability.png" in files

@@ -127,8 +127,8 @@ def adversarial_png(eps: Sequence[float], models: Sequence[str], panels: Sequenc
             points = [(e, 100 * intervals[(m, attack, e)].value) for e in eps if (m, attack, e) in intervals]
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", linewidth=1.8,
-                        color=plots.COLORS[k % len(plots.COLORS)], label=m)
-        ax.set_title(attack, fontsize=10)
+                        color=plots.COLORS[k % len(plots.COLORS)], label=plots.plain(m))
+        ax.set_title(plots.plain(attack), fontsize=10)
         ax.set_xlabel("ε (/255)")
         ax.grid(alpha=0.3, linewidth=0.6)
     axes[0].set_ylabel("mIoU (%)")
@@ -163,7 +163,7 @@ def gallery_png(gallery: Mapping[str, Mapping], num_classes: int) -> bytes:
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(titles[j], fontsize=9)
-        axes[i, 0].set_ylabel(f"{m}\n{g['attack']} ε {eps_text(g['eps'])}", fontsize=8)
+        axes[i, 0].set_ylabel(plots.plain(f"{m}\n{g['attack']} ε {eps_text(g['eps'])}"), fontsize=8)
     return plots.png(fig)
 
 

@@ -130,10 +130,10 @@ def resolution_png(summary: ResolutionTable) -> bytes:
     for k, m in enumerate(models):
         ts = [t for t in tests if (m, t) in summary.miou]
         ax.plot([x[t] for t in ts], [100 * summary.miou[(m, t)] for t in ts], marker="o", linewidth=1.8,
-                color=plots.COLORS[k % len(plots.COLORS)], label=m)
+                color=plots.COLORS[k % len(plots.COLORS)], label=plots.plain(m))
     ax.set_xscale("log", base=2)
     ticks = sorted(set(x.values()))
-    ax.set_xticks(ticks, ["\n".join(f"{t}\n({_size(summary.input_size[t])})" for t in tests if x[t] == v)
+    ax.set_xticks(ticks, [plots.plain("\n".join(f"{t}\n({_size(summary.input_size[t])})" for t in tests if x[t] == v))
                           for v in ticks], fontsize=8)
     ax.minorticks_off()
     if len(ticks) > 1:
