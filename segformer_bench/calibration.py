@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 IGNORE_INDEX = 255
+DEFAULT_BINS = 15  # equal-width confidence bins of every analysis's stored counts (Guo et al.'s choice)
 # the columns of a counts array's last axis: bins × (pixels, summed confidence, correct), then 3 totals
 TOTALS = ("nll", "brier", "pixels")
 
 
-def calibration_counts(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15,
+def calibration_counts(probs: torch.Tensor, labels: torch.Tensor, bins: int = DEFAULT_BINS,
                        ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Per-image calibration counts (B, 3·bins + 3) float64 of probabilities (B, K, H, W) and labels (B, H, W):
     for each bin its pixels, summed confidence and correct pixels (``[:, :3·bins]`` reshapes to (B, bins, 3)),

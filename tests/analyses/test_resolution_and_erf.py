@@ -340,7 +340,9 @@ def test_only_the_reports_the_suite_asks_for_are_written(tmp_path):
     assert set(_erf_blocks(run)[("Mix", 0)]["sums"]) == set(TAPS)  # no taps listed: all of them
     out = render_run(run, tmp_path / "tables", log=_quiet)
     assert sorted(p.name for p in out.iterdir()) == ["erf_area.csv", "erf_area.md", "erf_area.tex", "erf_maps.npz",
-                                                    "resolution.csv", "resolution.md", "resolution.tex"]
+                                                    "resolution.csv", "resolution.md", "resolution.tex",
+                                                    "resolution_calibration.csv", "resolution_calibration.md",
+                                                    "resolution_calibration.tex"]
 
 
 def test_erf_over_a_listed_set_of_images(tmp_path):

@@ -6,6 +6,11 @@ recombined from the stored per-image matrices without rerunning anything; column
 mIoU (%) with a 95 % percentile bootstrap interval over images. Table ``robust``: clean and robust mIoU (the worst
 case at the headline ε, by default the largest). Plot ``adversarial.png``: mIoU against ε per model, one panel
 per attack and one for the worst case. The CSV files hold the unrounded numbers and aAcc.
+
+Calibration, when the units hold counts (of the probabilities at the adversarial images; the worst case takes
+each image's counts from the attack it picked): table ``adversarial_calibration`` (top-label ECE (%) per model ·
+attack × ε with its bootstrap interval; the CSV adds MCE, NLL and Brier), ``adversarial_ece.png`` (ECE against ε)
+and ``adversarial_reliability.png`` (per model, clean against each attack at the headline ε).
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ...calibration import brier, mce, nll
 from ...report import plots
 from ...report.page import Section, figure
 from ...report.tables import MISSING, Table, fmt_interval, table_files, to_html
-from ..stats import Interval, miou_interval
+from ..stats import Interval, ece_interval, miou_interval
 from .spec import AdversarialSpec, eps_text
 from .store import AdversarialResult
 
@@ -42,7 +48,9 @@ def worst_case(units: Sequence[AdversarialResult]) -> AdversarialResult | None:
     n = np.arange(len(units[0].names))
     stacked = np.stack([u.per_image for u in units])
     losses = np.stack([u.loss for u in units])
-    return AdversarialResult(stacked[pick, n], losses[pick, n], units[0].names, {"worst_of": len(units)})
+    counts = (np.stack([u.calibration for u in units])[pick, n] if all(u.calibration is not None for u in units)
+              else None)
+    return AdversarialResult(stacked[pick, n], losses[pick, n], units[0].names, {"worst_of": len(units)}, counts)
 
 
 def summarize(results: Mapping[tuple[str, str, float], AdversarialResult], spec: AdversarialSpec,
@@ -68,7 +76,7 @@ def _intervals(units: Mapping[tuple[str, str, float], AdversarialResult], seed: 
 
 
 def adversarial_table(eps: Sequence[float], rows: Sequence[tuple[str, str]],
-                      intervals: Mapping[tuple[str, str, float], Interval]) -> Table:
+                      intervals: Mapping[tuple[str, str, float], Interval], top: str = "mIoU (%)") -> Table:
     columns = ["clean" if e == 0 else f"ε {eps_text(e)}" for e in eps]
     body, rules = [], set()
     for i, (model, attack) in enumerate(rows):
@@ -77,7 +85,7 @@ def adversarial_table(eps: Sequence[float], rows: Sequence[tuple[str, str]],
         cells = [fmt_interval(intervals[(model, attack, e)], intervals[(model, attack, e)].value)
                  if (model, attack, e) in intervals else MISSING for e in eps]
         body.append((f"{model} · {attack}", cells))
-    return Table("Model · attack", columns, body, top=[("mIoU (%)", len(columns))], rules=rules)
+    return Table("Model · attack", columns, body, top=[(top, len(columns))], rules=rules)
 
 
 def robust_table(models: Sequence[str], headline: float, row_attack: Mapping[str, str],
@@ -119,8 +127,8 @@ def adversarial_png(eps: Sequence[float], models: Sequence[str], panels: Sequenc
             points = [(e, 100 * intervals[(m, attack, e)].value) for e in eps if (m, attack, e) in intervals]
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", linewidth=1.8,
-                        color=plots.COLORS[k % len(plots.COLORS)], label=m)
-        ax.set_title(attack, fontsize=10)
+                        color=plots.COLORS[k % len(plots.COLORS)], label=plots.plain(m))
+        ax.set_title(plots.plain(attack), fontsize=10)
         ax.set_xlabel("ε (/255)")
         ax.grid(alpha=0.3, linewidth=0.6)
     axes[0].set_ylabel("mIoU (%)")
@@ -155,7 +163,7 @@ def gallery_png(gallery: Mapping[str, Mapping], num_classes: int) -> bytes:
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(titles[j], fontsize=9)
-        axes[i, 0].set_ylabel(f"{m}\n{g['attack']} ε {eps_text(g['eps'])}", fontsize=8)
+        axes[i, 0].set_ylabel(plots.plain(f"{m}\n{g['attack']} ε {eps_text(g['eps'])}"), fontsize=8)
     return plots.png(fig)
 
 
@@ -203,5 +211,61 @@ def adversarial_report(results: Mapping[tuple[str, str, float], AdversarialResul
                          "grey is no change), the adversarial image and each model's predictions. Each model has its "
                          "own adversarial image: the attacks are white-box.",
                          figure(files["adversarial_gallery.png"], "adversarial examples")))
+    more_files, more_sections = adversarial_calibration(units, eps, rows, panels, headline, seed=seed,
+                                                        n_resamples=n_resamples)
+    return files | more_files, sections + more_sections
+
+
+def adversarial_calibration(units: Mapping[tuple[str, str, float], AdversarialResult], eps: Sequence[float],
+                            rows: Sequence[tuple[str, str]], panels: Sequence[str], headline: float, *,
+                            seed: int = 0, n_resamples: int = 1000) -> tuple[dict[str, str | bytes], list[Section]]:
+    """({file name: content}, sections) of calibration under attack; empty when no unit holds counts. Models with
+    units but no counts (outputs that are scores) are named as left out."""
+    import pandas as pd
+
+    counted = {k: u for k, u in units.items() if u.calibration is not None}
+    if not counted:
+        return {}, []
+    models = list(dict.fromkeys(m for m, _ in rows))
+    shown = [m for m in models if any(k[0] == m for k in counted)]
+    left_out = [m for m in models if m not in shown]
+    intervals = {k: ece_interval(u.calibration, n_resamples=n_resamples, seed=seed) for k, u in counted.items()}
+    table = adversarial_table(eps, [r for r in rows if r[0] in shown], intervals, top="ECE (%), lower is better")
+    records = []
+    for (m, a, e), iv in intervals.items():
+        c = counted[(m, a, e)].calibration
+        records.append({"model": m, "attack": a, "eps_255": e, "ECE": 100 * iv.value, "ECE_low": 100 * iv.low,
+                        "ECE_high": 100 * iv.high, "MCE": 100 * mce(c), "NLL": nll(c), "Brier": brier(c),
+                        "pixels": float(c[:, -1].sum()), "images": len(c)})
+    frame = pd.DataFrame.from_records(records).set_index(["model", "attack", "eps_255"])
+    caption = (f"Calibration under attack: top-label ECE (%) over the non-ignored pixels of the adversarial images, "
+               f"95 % bootstrap intervals over images ({n_resamples} resamples, seed {seed}); the CSV adds MCE, NLL "
+               "and Brier." + (" Worst case: each image's counts from the attack with the lowest pixel accuracy."
+                           if WORST in panels else "")
+               + (f" Left out (outputs are scores, not probabilities): {', '.join(left_out)}." if left_out else ""))
+    lines = {a: {m: points for m in shown
+                 if (points := [(e, intervals[(m, a, e)].value) for e in eps if (m, a, e) in intervals])}
+             for a in panels}
+    reliability: dict[str, dict[str, np.ndarray]] = {}
+    for m in shown:
+        clean = next((u.calibration for (mm, _, e), u in counted.items() if mm == m and e == 0), None)
+        reliability[m] = {} if clean is None else {"clean": clean}
+        if headline != 0:
+            reliability[m] |= {f"{a} ε {eps_text(headline)}": counted[(m, a, headline)].calibration
+                               for a in panels if (m, a, headline) in counted}
+    files: dict[str, str | bytes] = table_files("adversarial_calibration", table, caption, frame)
+    sections = [("Calibration under attack", html.escape(caption), to_html(table))]
+    lines = {a: v for a, v in lines.items() if v}
+    if lines:
+        files["adversarial_ece.png"] = plots.ece_vs_severity(lines, xlabel="ε (/255)")
+        sections.append(("ECE against the attack budget", "One panel per attack; one line per model. An attack that "
+                         "leaves a model confidently wrong raises its ECE.",
+                         figure(files["adversarial_ece.png"], "ECE against the attack budget")))
+    reliability = {m: v for m, v in reliability.items() if v}
+    if reliability:
+        files["adversarial_reliability.png"] = plots.reliability_diagrams(reliability)
+        sections.append(("Reliability under attack", "Per model: accuracy against confidence in each bin on the clean "
+                         f"images and under each attack at ε {eps_text(headline)}; below, the share of the pixels in "
+                         "each bin.", figure(files["adversarial_reliability.png"], "reliability under attack")))
     return files, sections
 

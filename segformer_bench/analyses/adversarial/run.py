@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ...attacks import attack, default_alpha, pixel_loss
+from ...calibration import DEFAULT_BINS
 from ...engine.evaluate import Adversary, eval_settings, evaluate
 from ...engine.inference import AUTOCAST, EvalSettings, eval_logits
 from ...models.segmenter import Segmenter
@@ -95,13 +96,13 @@ def run_units(ctx: RunContext, spec: AdversarialSpec) -> None:
                 a, eps = units[i]
                 result = clean if eps == 0 and clean is not None else evaluate(
                     model, dataset, settings, ctx.device, limit=suite.dataset.limit, progress=ctx.progress,
-                    adversary=adversary(model, spec, a, eps, settings, suite.seed),
+                    adversary=adversary(model, spec, a, eps, settings, suite.seed), calibration_bins=DEFAULT_BINS,
                     desc=f"{model_spec.name} {a.label} {eps:g}/255")
                 clean = result if eps == 0 else clean
                 if ctx.main:
                     tables.add_unit(store, model_spec.name, a.label, eps, result.metrics, result.per_image,
                                     result.per_image_loss, result.names, unit_settings(spec, a, eps), suite.seed,
-                                    result.seconds)
+                                    result.seconds, result.calibration)
                 bar.update(1)
     finally:
         bar.close()

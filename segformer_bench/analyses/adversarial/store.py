@@ -1,5 +1,7 @@
 """The adversarial analysis's store tables: one row per (model, attack, ε), with per-image confusion matrices,
-per-image losses (the attack's cross-entropy at its adversarial image) and the attack's settings; and the gallery:
+per-image losses (the attack's cross-entropy at its adversarial image), the attack's settings and the per-image
+calibration counts of the probabilities at the adversarial images (``calibration.calibration_counts``; NULL for a
+model of scores, or a unit stored before they were); and the gallery:
 per model, the first image, its adversarial image under the first attack at the headline ε, and the model's
 predictions of both (the arrays as stored by ``encode_arrays``: the adversarial image in float, unrounded)."""
 
@@ -17,7 +19,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS adversarial (
     model TEXT NOT NULL, attack TEXT NOT NULL, eps REAL NOT NULL, miou REAL, aacc REAL, per_image BLOB NOT NULL,
     loss BLOB NOT NULL, names TEXT NOT NULL, settings TEXT NOT NULL, seed INTEGER, seconds REAL, finished REAL,
-    PRIMARY KEY (model, attack, eps));
+    calibration BLOB, PRIMARY KEY (model, attack, eps));
 CREATE TABLE IF NOT EXISTS adversarial_gallery (
     model TEXT NOT NULL PRIMARY KEY, attack TEXT NOT NULL, eps REAL NOT NULL, image BLOB NOT NULL,
     adversarial BLOB NOT NULL, prediction BLOB NOT NULL, adversarial_prediction BLOB NOT NULL);
@@ -31,6 +33,7 @@ class AdversarialResult:
     loss: np.ndarray  # (N,)
     names: tuple[str, ...]
     settings: dict
+    calibration: np.ndarray | None = None  # (N, 3·bins + 3) at the adversarial images; None for a model of scores
 
 
 def has_unit(store: Store, model: str, attack: str, eps: float) -> bool:
@@ -38,20 +41,24 @@ def has_unit(store: Store, model: str, attack: str, eps: float) -> bool:
 
 
 def add_unit(store: Store, model: str, attack: str, eps: float, metrics: dict, per_image: np.ndarray,
-             loss: np.ndarray, names: list[str], settings: dict, seed: int, seconds: float) -> None:
+             loss: np.ndarray, names: list[str], settings: dict, seed: int, seconds: float,
+             calibration: np.ndarray | None = None) -> None:
     store.insert("adversarial", {"model": model, "attack": attack, "eps": float(eps), "miou": metrics["mIoU"],
                                  "aacc": metrics["aAcc"], "per_image": encode_array(per_image),
                                  "loss": encode_array(np.asarray(loss, np.float64)), "names": json.dumps(names),
                                  "settings": json.dumps(settings), "seed": seed, "seconds": seconds,
-                                 "finished": time.time()})
+                                 "finished": time.time(),
+                                 "calibration": None if calibration is None else encode_array(calibration)})
 
 
 def results(store: Store) -> dict[tuple[str, str, float], AdversarialResult]:
     """(model, attack, ε in 1/255 units) → the unit's per-image results."""
-    return {(m, a, e): AdversarialResult(decode_array(pi), decode_array(lo), tuple(json.loads(n)), json.loads(st))
-            for m, a, e, pi, lo, n, st in store.rows(
-                "adversarial", ("model", "attack", "eps", "per_image", "loss", "names", "settings"),
-                order_by=("rowid",))}
+    columns = ("model", "attack", "eps", "per_image", "loss", "names", "settings")
+    if store.has_column("adversarial", "calibration"):
+        columns += ("calibration",)  # a read-only store written before the counts has no such column
+    return {(m, a, e): AdversarialResult(decode_array(pi), decode_array(lo), tuple(json.loads(n)), json.loads(st),
+                                         decode_array(c[0]) if c and c[0] is not None else None)
+            for m, a, e, pi, lo, n, st, *c in store.rows("adversarial", columns, order_by=("rowid",))}
 
 
 def has_gallery(store: Store, model: str) -> bool:

@@ -100,7 +100,8 @@ class CorruptionAnalysis(Analysis):
         from .calibration import calibration_part
 
         models = [m.name for m in suite.models if not spec.models or m.name in spec.models]
-        more_files, more_sections = calibration_part(tables.cell_calibration(store), protocol, models)
+        more_files, more_sections = calibration_part(tables.cell_calibration(store), protocol, models,
+                                                     seed=suite.seed)
         return ReportPart(files | more_files, sections + more_sections,
                           {"protocol": spec.protocol, "backend": spec.backend})
 

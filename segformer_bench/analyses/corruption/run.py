@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ...calibration import DEFAULT_BINS
 from ...corruptions import corrupt_batch, derive_seed
 from ...corruptions.protocols import get_protocol
 from ...corruptions.views import CorruptedTree, CorruptedView
@@ -23,8 +24,6 @@ from ...engine.evaluate import eval_settings, evaluate
 from ...engine.inference import EvalSettings, segment_batch
 from . import store as tables
 from .robustness import CLEAN
-
-CALIBRATION_BINS = 15  # equal-width confidence bins of the stored calibration counts (Guo et al.)
 
 if TYPE_CHECKING:
     from ...bench.store import Store
@@ -54,7 +53,7 @@ def run_cells(ctx: RunContext, spec: CorruptionSpec) -> None:
             for corruption, severity in todo:
                 view, transform = cell_data(dataset, spec, suite.seed, corruption, severity)
                 result = evaluate(model, view, settings, ctx.device, limit=suite.dataset.limit,
-                                  progress=ctx.progress, transform=transform, calibration_bins=CALIBRATION_BINS,
+                                  progress=ctx.progress, transform=transform, calibration_bins=DEFAULT_BINS,
                                   desc=f"{model_spec.name} {corruption} {severity}")
                 if ctx.main:
                     tables.add_cell(store, model_spec.name, corruption, severity, result.metrics, result.per_image,

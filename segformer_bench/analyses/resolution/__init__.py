@@ -73,7 +73,7 @@ class ResolutionAnalysis(Analysis):
         run_tests(ctx, spec)
 
     def report(self, store: Store, suite: Suite, metadata: Mapping[str, object]) -> ReportPart | None:
-        from .report import resolution_report
+        from .report import resolution_calibration, resolution_report
         from .store import results
 
         stored = results(store)
@@ -84,7 +84,9 @@ class ResolutionAnalysis(Analysis):
         models = list(spec.models) or [m.name for m in suite.models]
         files, sections = resolution_report(stored, [t.name for t in spec.tests], spec.baseline, published,
                                             seed=suite.seed, expected=[(m, t.name) for m in models for t in spec.tests])
-        return ReportPart(files, sections)
+        more_files, more_sections = resolution_calibration(stored, [t.name for t in spec.tests], models,
+                                                           seed=suite.seed)
+        return ReportPart(files | more_files, sections + more_sections)
 
 
 RESOLUTION = ResolutionAnalysis()

@@ -7,7 +7,9 @@ names one) with a paired bootstrap interval over images (the same images at both
 mIoU against the network's input size (√(H·W), log scale), one line per model.
 
 Files: ``resolution.md`` / ``.tex`` / ``.csv`` and ``resolution.png``; the HTML sections are returned to the
-caller, which puts them on the run's page.
+caller, which puts them on the run's page. Calibration, when the store holds counts (``resolution_calibration``):
+``resolution_calibration.md`` / ``.tex`` / ``.csv``, mIoU and top-label ECE per model × test with a percentile
+bootstrap interval over images (the CSV adds MCE, NLL and Brier), and its own page section.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ...calibration import brier, mce, nll
 from ...report import plots
 from ...report.page import Section, figure
 from ...report.tables import MISSING, Table, fmt, fmt_interval, table_files, to_html
-from ..stats import Interval, cell_miou, paired_change
+from ..stats import Interval, cell_miou, ece_interval, paired_change
 from .store import ResolutionResult
 
 # The paper's ablation rows (Cityscapes val; 768×768 sliding window, then the whole 1024×2048 image).
@@ -127,10 +130,10 @@ def resolution_png(summary: ResolutionTable) -> bytes:
     for k, m in enumerate(models):
         ts = [t for t in tests if (m, t) in summary.miou]
         ax.plot([x[t] for t in ts], [100 * summary.miou[(m, t)] for t in ts], marker="o", linewidth=1.8,
-                color=plots.COLORS[k % len(plots.COLORS)], label=m)
+                color=plots.COLORS[k % len(plots.COLORS)], label=plots.plain(m))
     ax.set_xscale("log", base=2)
     ticks = sorted(set(x.values()))
-    ax.set_xticks(ticks, ["\n".join(f"{t}\n({_size(summary.input_size[t])})" for t in tests if x[t] == v)
+    ax.set_xticks(ticks, [plots.plain("\n".join(f"{t}\n({_size(summary.input_size[t])})" for t in tests if x[t] == v))
                           for v in ticks], fontsize=8)
     ax.minorticks_off()
     if len(ticks) > 1:
@@ -185,3 +188,42 @@ def resolution_report(results: Mapping[tuple[str, str], ResolutionResult], tests
                 ("mIoU against test resolution", "One line per model; the x axis is the network input's √(H·W).",
                  figure(png, "mIoU against test resolution"))]
     return files, sections
+
+
+def resolution_calibration(results: Mapping[tuple[str, str], ResolutionResult], tests: Sequence[str],
+                           models: Sequence[str], *, n_resamples: int = 1000, confidence: float = 0.95,
+                           seed: int = 0) -> tuple[dict[str, str], list[Section]]:
+    """({file name: content}, sections) of calibration under resolution shift: mIoU and ECE (%) per model × test,
+    ECE with a percentile bootstrap interval over images (seeded as the mIoU intervals are); empty when no stored
+    result holds calibration counts. Models with results but no counts (outputs that are scores) are named."""
+    import pandas as pd
+
+    counted = {k: r for k, r in results.items() if r.calibration is not None}
+    if not counted:
+        return {}, []
+    tests = [t for t in tests if any(k[1] == t for k in results)]
+    stored = [m for m in dict.fromkeys([*models, *(m for m, _ in results)]) if any(k[0] == m for k in results)]
+    shown = [m for m in stored if any(k[0] == m for k in counted)]
+    left_out = [m for m in stored if m not in shown]
+    eces = {k: ece_interval(r.calibration, n_resamples=n_resamples, confidence=confidence, seed=seed)
+            for k, r in counted.items()}
+    rows = [(m, [fmt(100 * cell_miou(results[(m, t)].per_image)) if (m, t) in results else MISSING for t in tests]
+             + [fmt_interval(eces[(m, t)], eces[(m, t)].value) if (m, t) in eces else MISSING for t in tests])
+            for m in shown]
+    level = f"{round(100 * confidence)} %"
+    table = Table("Model", [*tests, *tests], rows, top=[("mIoU (%)", len(tests)), (f"ECE (%), {level} interval",
+                                                                                   len(tests))])
+    records = []
+    for (m, t), iv in eces.items():
+        c = counted[(m, t)].calibration
+        records.append({"model": m, "test": t, "mIoU": 100 * cell_miou(counted[(m, t)].per_image),
+                        "ECE": 100 * iv.value, "ECE_low": 100 * iv.low, "ECE_high": 100 * iv.high, "MCE": 100 * mce(c),
+                        "NLL": nll(c), "Brier": brier(c), "pixels": float(c[:, -1].sum()), "images": len(c)})
+    frame = pd.DataFrame.from_records(records).set_index(["model", "test"])
+    bins = (next(iter(counted.values())).calibration.shape[-1] - 3) // 3
+    caption = (f"Calibration under resolution shift: mIoU (%) and top-label ECE (%) over non-ignored pixels "
+               f"({bins} equal-width confidence bins) per test, ECE with {level} percentile bootstrap intervals over "
+               f"images ({n_resamples} resamples, seed {seed}); the CSV adds MCE, NLL and Brier."
+               + (f" Left out (outputs are scores, not probabilities): {', '.join(left_out)}." if left_out else ""))
+    files = table_files("resolution_calibration", table, caption, frame)
+    return files, [("Calibration under resolution shift", html.escape(caption), to_html(table))]

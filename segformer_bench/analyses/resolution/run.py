@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...calibration import DEFAULT_BINS
 from ...data.base import SegmentationDataset
 from ...engine.evaluate import eval_settings, evaluate
 from ...engine.inference import EvalSettings, inference_size
@@ -42,11 +43,12 @@ def run_tests(ctx: RunContext, spec: ResolutionSpec) -> None:
                 settings = eval_settings(test.eval.preset, model_spec.eval, test.eval.overrides,
                                          where=f"{suite.source}: resolution test {test.name!r}, eval")
                 result = evaluate(model, dataset, settings, ctx.device, limit=suite.dataset.limit,
-                                  progress=ctx.progress, desc=f"{model_spec.name} {test.name}")
+                                  progress=ctx.progress, calibration_bins=DEFAULT_BINS,
+                                  desc=f"{model_spec.name} {test.name}")
                 if ctx.main:
                     tables.add_result(store, model_spec.name, test.name, result.metrics, result.per_image,
                                       result.names, network_input_size(dataset, settings), suite.seed,
-                                      result.seconds)
+                                      result.seconds, result.calibration)
                 bar.update(1)
     finally:
         bar.close()
