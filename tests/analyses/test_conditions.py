@@ -137,8 +137,10 @@ def test_run_stores_what_a_direct_evaluation_gives_and_reports(tmp_path):
     assert agreement[0].startswith("corruption,condition,models,spearman")
     assert any(line.startswith("contrast,other seed,3,") for line in agreement)
     assert "ECE (%)" in (out / "conditions_calibration.md").read_text()
+    assert (out / "conditions_reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out / "index.html").read_text()
     assert "Does Cityscapes-C predict the conditions?" in page and "Adverse conditions" in page
+    assert "Reliability under adverse conditions" in page
 
 
 def test_report_with_two_models_says_why_there_is_no_agreement(tmp_path):

@@ -100,9 +100,10 @@ def conditions_png(miou: Mapping[tuple[str, str], Interval], models: Sequence[st
         v = [miou[(m, c)] for c in conditions if (m, c) in miou]
         heights = [100 * x.value for x in v]
         errors = np.array([[100 * (x.value - x.low), 100 * (x.high - x.value)] for x in v]).T.reshape(2, -1)
-        ax.bar(xs, heights, width=width, color=plots.COLORS[k % len(plots.COLORS)], label=m,
+        ax.bar(xs, heights, width=width, color=plots.COLORS[k % len(plots.COLORS)], label=plots.plain(m),
                yerr=np.nan_to_num(errors), capsize=2, error_kw={"linewidth": 0.8})
-    ax.set_xticks(range(len(conditions)), conditions, fontsize=8, rotation=20 if len(conditions) > 5 else 0)
+    ax.set_xticks(range(len(conditions)), [plots.plain(c) for c in conditions], fontsize=8,
+                  rotation=20 if len(conditions) > 5 else 0)
     ax.set_ylabel("mIoU (%)")
     ax.grid(axis="y", alpha=0.3, linewidth=0.6)
     ax.legend(fontsize=8, frameon=False)
@@ -131,8 +132,14 @@ def calibration_part(results: Mapping[tuple[str, str], ConditionResult], conditi
                 "MCE": 100 * mce(v), "NLL": nll(v), "Brier": brier(v),
                 "pixels": float(v[:, -1].sum())} for (m, c), v in counts.items()]
     frame = pd.DataFrame.from_records(records).set_index(["model", "condition"])
-    files: Files = table_files("conditions_calibration", table, caption, frame)
-    return files, [("Calibration under adverse conditions", html.escape(caption), to_html(table))]
+    reliability = plots.reliability_diagrams({m: {c: counts[(m, c)] for c in conditions if (m, c) in counts}
+                                              for m in shown})
+    files: Files = {**table_files("conditions_calibration", table, caption, frame),
+                    "conditions_reliability.png": reliability}
+    return files, [("Calibration under adverse conditions", html.escape(caption), to_html(table)),
+                   ("Reliability under adverse conditions", "Per model: accuracy against confidence per bin for each "
+                    "condition (the diagonal is perfect calibration); below, the share of pixels per bin.",
+                    figure(reliability, "reliability diagrams per condition"))]
 
 
 def agreement_part(agreements: Sequence[Agreement], corruptions: Sequence[str], targets: Sequence[str],
@@ -196,8 +203,8 @@ def agreement_png(by_key: Mapping[tuple[str, str], Agreement], rows: Sequence[st
             if math.isfinite(grid[i, j]):
                 ax.text(j, i, f"{grid[i, j]:.2f}".replace("-", "−"), ha="center", va="center", fontsize=7,
                         color="white" if abs(grid[i, j]) > 0.6 else "black")
-    ax.set_xticks(range(len(targets)), targets, fontsize=8, rotation=30, ha="right")
-    ax.set_yticks(range(len(rows)), [label.get(r, r) for r in rows], fontsize=8)
+    ax.set_xticks(range(len(targets)), [plots.plain(t) for t in targets], fontsize=8, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), [plots.plain(label.get(r, r)) for r in rows], fontsize=8)
     ax.set_title(f"Spearman's ρ across {models} models", fontsize=9)
     fig.colorbar(image, ax=ax, shrink=0.8)
     return plots.png(fig)

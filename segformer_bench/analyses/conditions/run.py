@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...calibration import DEFAULT_BINS
 from ...data import build_dataset
 from ...data.base import SegmentationDataset
 from ...engine.evaluate import eval_settings, evaluate
-from ..corruption.run import CALIBRATION_BINS
 from . import store as tables
 from .spec import ResolvedCondition, resolve
 
@@ -43,7 +43,7 @@ def run_conditions(ctx: RunContext, spec: ConditionsSpec) -> None:
                 dataset = datasets[condition.name]
                 model = ctx.model(model_spec, dataset)
                 result = evaluate(model, dataset, settings, ctx.device, limit=condition.limit, progress=ctx.progress,
-                                  calibration_bins=CALIBRATION_BINS, desc=f"{model_spec.name} {condition.name}")
+                                  calibration_bins=DEFAULT_BINS, desc=f"{model_spec.name} {condition.name}")
                 if ctx.main:
                     tables.add_result(store, model_spec.name, condition.name, result.metrics, result.per_image,
                                       result.names, condition.describe(), result.calibration, suite.seed,
