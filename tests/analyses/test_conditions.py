@@ -240,3 +240,30 @@ def test_validate_opens_every_condition_dataset(tmp_path, capsys):
         {"name": "clear"}, {"name": "real", "dataset": "cityscapes", "root": "empty"}]})
     msg = cli_error(["validate", path], capsys)
     assert "conditions.conditions[1]" in msg and "not a Cityscapes root" in msg
+
+
+def test_hostile_names_are_drawn_as_text(tmp_path):
+    """Names with dollar signs (mathtext that cannot parse) in the conditions and corruption plots."""
+    from segformer_bench.analyses.conditions.report import agreement_part, conditions_part
+    from segformer_bench.analyses.conditions.store import ConditionResult
+
+    from ..helpers import corruption_suite
+
+    rng = np.random.default_rng(5)
+    name = "B0 $x^$ 50%"
+    counts = np.zeros((4, 48))
+    counts[:, [3 * 14, 3 * 14 + 1, 3 * 14 + 2, 45, 46, 47]] = [10, 9.5, 9, 1.0, 0.5, 10]
+    results = {(m, c): ConditionResult(_matrices(rng, 4), ("a", "b", "c", "d"), counts)
+               for m in (name, "m2", "m3") for c in ("clear", name)}
+    files, _ = conditions_part(results, ["clear", name], "clear", [name, "m2", "m3"])
+    assert files["conditions.png"].startswith(b"\x89PNG") and files["conditions_reliability.png"].startswith(b"\x89PNG")
+    cell = {(m, "blur", 1): _matrices(rng, 4) for m in (name, "m2", "m3")}
+    agreements = rank_agreement(cell, {k: r.per_image for k, r in results.items()}, [("blur", [1])], [name],
+                                [name, "m2", "m3"], n_resamples=5)
+    files, _ = agreement_part(agreements, ["blur"], [name], "this run")
+    assert files["agreement.png"].startswith(b"\x89PNG")
+    path = corruption_suite(tmp_path, models=[{"name": name, "variant": "b0", "checkpoint": "b0.pt"}],
+                            reports=["tables", "plots"])
+    run = run_suite(load_suite(path), tmp_path / "run", progress=False, render=False, log=lambda _: None)
+    render_run(run, tmp_path / "report", log=lambda _: None)
+    assert (tmp_path / "report" / "severity.png").read_bytes().startswith(b"\x89PNG")

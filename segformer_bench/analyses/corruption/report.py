@@ -245,8 +245,8 @@ def severity_png(mious: Mapping[Key, float], models: Sequence[str], protocol: Pr
         for col in range(ncols):
             if (row, col) not in used:
                 axes[row, col].set_visible(False)
-    handles = [Line2D([], [], color=plots.COLORS[k % len(plots.COLORS)], marker="o", markersize=4, label=m)
-               for k, m in enumerate(models)]
+    handles = [Line2D([], [], color=plots.COLORS[k % len(plots.COLORS)], marker="o", markersize=4,
+                      label=plots.plain(m)) for k, m in enumerate(models)]
     handles.append(Line2D([], [], color="0.4", linestyle="--", label="clean mIoU (same colour)"))
     fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 5), fontsize=9, frameon=False)
     return plots.png(fig)
@@ -276,7 +276,7 @@ def groups_png(rows: Sequence[Row], protocol: Protocol, intervals: Mapping[str, 
         bars = ax.bar(x + offset, np.nan_to_num(heights), width * 0.92, color=plots.COLORS[k % len(plots.COLORS)],
                       alpha=0.45 if r.published else 0.9, hatch="//" if r.published else None, edgecolor="white",
                       linewidth=0.5, yerr=yerr, error_kw={"elinewidth": 0.9, "capsize": 2, "ecolor": "0.2"},
-                      label=r.label)
+                      label=plots.plain(r.label))
         if len(rows) <= 4:  # value labels, above the error bar where there is one
             tops = heights + (yerr[1] if yerr is not None else 0)
             for bar, h, top in zip(bars, heights, tops, strict=True):
@@ -289,7 +289,7 @@ def groups_png(rows: Sequence[Row], protocol: Protocol, intervals: Mapping[str, 
     ax.grid(axis="y", alpha=0.3, linewidth=0.6)
     ax.set_axisbelow(True)
     handles = [Patch(facecolor=plots.COLORS[k % len(plots.COLORS)], alpha=0.45 if r.published else 0.9,
-                     hatch="//" if r.published else None, edgecolor="white", label=r.label)
+                     hatch="//" if r.published else None, edgecolor="white", label=plots.plain(r.label))
                for k, r in enumerate(rows)]
     fig.legend(handles=handles, loc="outside upper center", ncol=min(len(rows), 6), fontsize=9, frameon=False)
     return plots.png(fig)

@@ -142,7 +142,7 @@ def erf_grid_png(erfs: Mapping[str, ModelERF], normalisation: str = "log") -> by
             if i == 0:
                 ax.set_title(TAP_TITLES.get(tap, tap), fontsize=10)
             if j == 0:
-                ax.set_ylabel(model, fontsize=9)
+                ax.set_ylabel(plots.plain(model), fontsize=9)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.85, label=f"contribution, {title}")
     return plots.png(fig)
