@@ -39,8 +39,8 @@ class ModelSpec(ModelEntry):
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    name: Literal["synthcity", "cityscapes", "ade20k"] = "synthcity"
-    root: str | None = None  # default: $CITYSCAPES_ROOT / $ADE20K_ROOT
+    name: Literal["synthcity", "cityscapes", "ade20k", "acdc", "dark_zurich", "foggy_cityscapes"] = "synthcity"
+    root: str | None = None  # default: the dataset's variable ($CITYSCAPES_ROOT, $ACDC_ROOT, … see build_dataset)
     split: str = "val"
     limit: int | None = None  # evaluate the first N images only
     options: dict[str, Any] = field(default_factory=dict)  # SynthCity: size, length, seed, cache

@@ -33,7 +33,8 @@ from ..errors import UserError
 from .suite import Suite, load_suite, train_config
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")  # with "auto": what engine.distributed.resolve_device is meant for
-ROOT_VARIABLES = {"cityscapes": "CITYSCAPES_ROOT", "ade20k": "ADE20K_ROOT"}  # datasets read from a directory
+ROOT_VARIABLES = {"cityscapes": "CITYSCAPES_ROOT", "ade20k": "ADE20K_ROOT", "acdc": "ACDC_ROOT",  # datasets read
+                  "dark_zurich": "DARK_ZURICH_ROOT", "foggy_cityscapes": "FOGGY_CITYSCAPES_ROOT"}  # from a directory
 
 
 def validate_suite(name_or_path: str | os.PathLike) -> str:

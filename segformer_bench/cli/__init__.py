@@ -191,10 +191,13 @@ def _size(text: str) -> int:
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="synthcity", help="synthcity (default), cityscapes or ade20k")
-    p.add_argument("--data-root", metavar="DIR", help="dataset root (default: $CITYSCAPES_ROOT / $ADE20K_ROOT)")
+    p.add_argument("--dataset", default="synthcity",
+                   help="synthcity (default), cityscapes, ade20k, acdc, dark_zurich or foggy_cityscapes")
+    p.add_argument("--data-root", metavar="DIR", help="dataset root (default: $CITYSCAPES_ROOT, $ADE20K_ROOT, "
+                                                      "$ACDC_ROOT, $DARK_ZURICH_ROOT or $FOGGY_CITYSCAPES_ROOT)")
     p.add_argument("--dataset-option", action="append", metavar="KEY=VALUE",
-                   help="dataset option, e.g. size=[512,1024] for SynthCity (repeatable)")
+                   help="dataset option, e.g. size=[512,1024] for SynthCity, condition=night for ACDC "
+                        "(repeatable)")
     p.add_argument("--split", default="val", help="train, val or test (default: val)")
 
 

@@ -1,4 +1,5 @@
-"""Datasets: Cityscapes, ADE20K and SynthCity (procedural, the embedded default), behind one constructor."""
+"""Datasets: Cityscapes, ADE20K, SynthCity (procedural, the embedded default) and the real adverse conditions
+(ACDC, Dark Zurich, Foggy Cityscapes), behind one constructor."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Mapping
 
 from .base import IGNORE_INDEX, DataError, DatasetInfo, Sample, SegmentationDataset, check_sample
 
-DATASETS = ("synthcity", "cityscapes", "ade20k")
+DATASETS = ("synthcity", "cityscapes", "ade20k", "acdc", "dark_zurich", "foggy_cityscapes")
 
 # The options each dataset's constructor takes besides its split and root (SynthCity renders, so it has the
 # most); every door that takes options from a user (--dataset-option, a suite's dataset.options, a training
@@ -15,8 +16,12 @@ DATASET_OPTIONS: dict[str, tuple[str, ...]] = {
     "synthcity": ("size", "length", "seed", "cache", "condition", "level"),
     "cityscapes": ("labels",),
     "ade20k": (),
+    "acdc": ("condition", "labels", "invalid"),
+    "dark_zurich": ("labels", "invalid"),
+    "foggy_cityscapes": ("beta", "refined"),
 }
-_TITLES = {"synthcity": "SynthCity", "cityscapes": "Cityscapes", "ade20k": "ADE20K"}
+_TITLES = {"synthcity": "SynthCity", "cityscapes": "Cityscapes", "ade20k": "ADE20K", "acdc": "ACDC",
+           "dark_zurich": "Dark Zurich", "foggy_cityscapes": "Foggy Cityscapes"}
 
 __all__ = ["DATASETS", "DATASET_OPTIONS", "IGNORE_INDEX", "DataError", "DatasetInfo", "Sample",
            "SegmentationDataset", "build_dataset", "check_dataset_options", "check_sample", "class_names"]
@@ -37,10 +42,11 @@ def check_dataset_options(name: str, options: Mapping[str, object], where: str =
 
 
 def build_dataset(name: str, split: str = "val", root: str | None = None, /, **options: object) -> SegmentationDataset:
-    """The dataset `name` ('synthcity', 'cityscapes' or 'ade20k') for `split` ('train', 'val', 'test').
+    """The dataset `name` (one of ``DATASETS``) for `split` ('train', 'val', 'test').
 
-    `root` defaults to $CITYSCAPES_ROOT / $ADE20K_ROOT; SynthCity needs none and takes ``size``, ``length``,
-    ``seed`` and ``cache`` options, Cityscapes ``labels`` (``DATASET_OPTIONS``); any other is a DataError.
+    `root` defaults to $CITYSCAPES_ROOT, $ADE20K_ROOT, $ACDC_ROOT, $DARK_ZURICH_ROOT or $FOGGY_CITYSCAPES_ROOT;
+    SynthCity needs none. The options each takes are ``DATASET_OPTIONS`` (e.g. SynthCity ``size``, ACDC
+    ``condition``, Foggy Cityscapes ``beta``); any other is a DataError.
     """
     check_dataset_options(name, options)
     if name == "synthcity":
@@ -51,6 +57,18 @@ def build_dataset(name: str, split: str = "val", root: str | None = None, /, **o
         from .cityscapes import Cityscapes
 
         return Cityscapes(root, split, **options)
+    if name == "acdc":
+        from .acdc import ACDC
+
+        return ACDC(root, split, **options)
+    if name == "dark_zurich":
+        from .acdc import DarkZurich
+
+        return DarkZurich(root, split, **options)
+    if name == "foggy_cityscapes":
+        from .foggy_cityscapes import FoggyCityscapes
+
+        return FoggyCityscapes(root, split, **options)
     from .ade20k import ADE20K
 
     return ADE20K(root, split, **options)
@@ -62,7 +80,7 @@ def class_names(name: str) -> tuple[str, ...]:
         from .ade20k import ADE20K_CLASSES
 
         return ADE20K_CLASSES
-    if name in DATASETS:  # SynthCity is in Cityscapes' label space
+    if name in DATASETS:  # SynthCity and the adverse-condition datasets are in Cityscapes' label space
         from .labels import CITYSCAPES_CLASSES
 
         return CITYSCAPES_CLASSES

@@ -11,7 +11,7 @@ mapped to the 19 trainIds in memory, every other id becoming 255. Reading labelI
 trainIds is the classic cause of a near-zero mIoU, so both are validated by value.
 
 Also the file helpers the other file-based datasets share: root resolution and validated image and label
-reading, each failure a ``DataError`` naming the file.
+reading, each failure a ``DataError`` naming the file; and the gtFine label reading Foggy Cityscapes shares.
 """
 
 from __future__ import annotations
@@ -80,8 +80,7 @@ class Cityscapes(SegmentationDataset):
     def label_path(self, index: int) -> Path:
         """The labelTrainIds file when it exists, else the labelIds file (which may be missing too)."""
         city, stem = self.items[index]
-        train_ids = self.label_dir / city / f"{stem}_gtFine_labelTrainIds.png"
-        return train_ids if train_ids.exists() else self.label_dir / city / f"{stem}_gtFine_labelIds.png"
+        return gtfine_label_path(self.label_dir, city, stem)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path = self.image_path(index)
@@ -89,25 +88,44 @@ class Cityscapes(SegmentationDataset):
         if not self.labels:
             return image, np.full(image.shape[:2], IGNORE_INDEX, np.uint8)
         path = self.label_path(index)
-        if not path.exists():
-            raise DataError(f"{image_path}: no label file ({path.name} or *_gtFine_labelTrainIds.png in "
-                            f"{path.parent}); restore gtFine/{self.split} or remove the image")
-        label = read_label_file(path)
-        values = np.unique(label)
-        if path.name.endswith("_labelTrainIds.png"):
-            bad = values[(values >= self.info.num_classes) & (values != IGNORE_INDEX)]
-            if bad.size:
-                raise DataError(f"{path}: values {bad[:8].tolist()} are not trainIds (0..18, 255); regenerate the "
-                                f"file with cityscapesscripts' csCreateTrainIdLabelImgs, or delete the "
-                                f"*_labelTrainIds.png files to use *_labelIds.png")
-        else:
-            bad = values[(values > MAX_LABEL_ID) & (values != IGNORE_INDEX)]
-            if bad.size:
-                raise DataError(f"{path}: values {bad[:8].tolist()} are not Cityscapes labelIds (0..{MAX_LABEL_ID}, "
-                                f"255); re-extract the file from gtFine_trainvaltest")
-            label = label_ids_to_train_ids(label)
+        label = read_gtfine_label(path, image_path, self.split)
         check_sample(image, label, self.info.num_classes, str(path))
         return image, label
+
+
+# --------------------------------------------------------------------------------------------------
+# Cityscapes' fine annotations, also the labels of Foggy Cityscapes
+
+
+def gtfine_label_path(label_dir: Path, city: str, stem: str) -> Path:
+    """Under gtFine/<split>/: the labelTrainIds file of image `stem` when it exists, else its labelIds file
+    (which may be missing too)."""
+    train_ids = label_dir / city / f"{stem}_gtFine_labelTrainIds.png"
+    return train_ids if train_ids.exists() else label_dir / city / f"{stem}_gtFine_labelIds.png"
+
+
+def read_gtfine_label(path: Path, image_path: Path, split: str) -> np.ndarray:
+    """The trainIds of the gtFine file `path` (``gtfine_label_path``'s choice) of the image at `image_path`:
+    a labelTrainIds file as it is, a labelIds file mapped; each validated by value, since reading one as the
+    other is the classic cause of a near-zero mIoU."""
+    if not path.exists():
+        raise DataError(f"{image_path}: no label file ({path.name} or *_gtFine_labelTrainIds.png in "
+                        f"{path.parent}); restore gtFine/{split} or remove the image")
+    label = read_label_file(path)
+    values = np.unique(label)
+    if path.name.endswith("_labelTrainIds.png"):
+        bad = values[(values >= NUM_CITYSCAPES_CLASSES) & (values != IGNORE_INDEX)]
+        if bad.size:
+            raise DataError(f"{path}: values {bad[:8].tolist()} are not trainIds (0..18, 255); regenerate the "
+                            f"file with cityscapesscripts' csCreateTrainIdLabelImgs, or delete the "
+                            f"*_labelTrainIds.png files to use *_labelIds.png")
+    else:
+        bad = values[(values > MAX_LABEL_ID) & (values != IGNORE_INDEX)]
+        if bad.size:
+            raise DataError(f"{path}: values {bad[:8].tolist()} are not Cityscapes labelIds (0..{MAX_LABEL_ID}, "
+                            f"255); re-extract the file from gtFine_trainvaltest")
+        label = label_ids_to_train_ids(label)
+    return label
 
 
 # --------------------------------------------------------------------------------------------------
