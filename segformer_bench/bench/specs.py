@@ -43,7 +43,7 @@ class DatasetSpec:
     root: str | None = None  # default: the dataset's variable ($CITYSCAPES_ROOT, $ACDC_ROOT, … see build_dataset)
     split: str = "val"
     limit: int | None = None  # evaluate the first N images only
-    options: dict[str, Any] = field(default_factory=dict)  # SynthCity: size, length, seed, cache
+    options: dict[str, Any] = field(default_factory=dict)  # data.DATASET_OPTIONS[name], e.g. SynthCity's size
 
     def __post_init__(self) -> None:
         if self.limit is not None and (type(self.limit) is not int or self.limit < 1):
