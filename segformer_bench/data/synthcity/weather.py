@@ -166,7 +166,11 @@ def _night(weather: Weather, scene: Scene, image: np.ndarray, px: Pixels) -> np.
             if lamp.forward:  # a headlight lights what is ahead of it (towards the camera), not its own vehicle
                 e *= np.where(Z[box] < lamp.z - 0.5, np.float32(1.0), np.float32(0.02))
             light[:, box[0], box[1]] += color[:, :, None] * e
-        # the glow: a saturated core the lamp's size and a halo around it, in the image (it is in the lens)
+        # the glow: a saturated core the lamp's size and a halo around it, in the image (it is in the lens);
+        # none from a lamp hidden behind something nearer
+        row, col = min(H - 1, max(0, int(lamp.y * H))), min(W - 1, max(0, int(lamp.x * W)))
+        if px.inverse_depth[row, col] * (lamp.z - 0.5) > 1:
+            continue
         sigma = lamp.size * cam.focal / lamp.z  # image heights
         s = max(sigma, 0.5 / H)  # below a pixel: spread it over one, keeping its sum, so every size agrees
         amp = min(1.0, 2 * lamp.power) * (sigma / s) ** 2
@@ -281,7 +285,7 @@ def _snow(weather: Weather, scene: Scene, image: np.ndarray, px: Pixels) -> np.n
     cover *= np.where(px.label == ROAD, np.float32(0.65), np.float32(1.0))  # traffic clears the road
     snow = np.array([228, 231, 238], np.float32)[:, None, None]
     image = image + (snow - image) * cover
-    bright = np.clip(0.5 * _airlight(scene, 1.1, 0.6) + 0.5 * np.array([222, 225, 232], np.float32), 0, 255)
+    bright = np.clip(0.3 * _airlight(scene, 1.1, 0.6) + 0.7 * np.array([232, 235, 242], np.float32), 0, 255)
     image = koschmieder(image, px.inverse_depth, SNOW_BETA[i], bright)
 
     n = SNOW_FLAKES[i]
