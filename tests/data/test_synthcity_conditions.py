@@ -268,3 +268,24 @@ def test_weather_costs_no_more_than_the_clear_render():
     clear = cost(None)
     for condition in WEATHER:  # the extra is at most about the clear render itself (generous: a shared machine)
         assert cost(condition) < 2.5 * clear, condition
+
+
+@pytest.mark.slow
+def test_a_model_trained_in_clear_weather_does_worse_in_thicker_fog(tmp_path):
+    import segformer_bench as sb
+    from segformer_bench.engine.evaluate import EVAL_PRESETS, evaluate
+    from segformer_bench.engine.train import train
+    from segformer_bench.models.segmenter import as_segmenter
+    from tests.helpers import TINY_TRAIN
+
+    config = dataclasses.replace(TINY_TRAIN, iters=150, batch_size=4, lr=6e-4, warmup_iters=10,
+                                 dataset_options={"size": [64, 128], "length": 64}, checkpoint_interval=150)
+    model = as_segmenter(sb.load_model(train(config, tmp_path / "train", progress=False, log=lambda _: None)))
+
+    def miou(**options) -> float:
+        data = build_dataset("synthcity", "val", size=[64, 128], length=16, **options)
+        return evaluate(model, data, EVAL_PRESETS["whole"]).metrics["mIoU"]
+
+    clear, light, thick = miou(), miou(condition="fog", level=1), miou(condition="fog", level=5)
+    assert clear > 0.15, clear  # it learned something
+    assert clear > light > thick, (clear, light, thick)
