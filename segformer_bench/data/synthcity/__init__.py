@@ -24,15 +24,24 @@ trams, pedestrians and riders on bicycles and motorcycles; everything is project
 objects are small. Colours of different classes overlap on purpose (grey cars on grey roads, green trucks by
 trees, beige walls by beige facades): the task needs shape and context, not a colour lookup.
 
-Every sample is determined by ``np.random.default_rng([seed, split_code, index])``; no global random state.
+Every shape also knows where it lies (:class:`Depth`: its plane's inverse depth, affine in scene coordinates,
+and how horizontal it is) and the generator records the scene's light sources (:class:`Light`: street lamps,
+head and rear lights, lit traffic lights) and its camera, without drawing from the scene's generator. With them
+:func:`render` can return every pixel's true depth and render the same scene, with the same labels, under a
+:class:`Weather`: fog by Koschmieder's law from the true depth, night lit by the scene's own lamps, rain with
+streaks and a wet mirroring road, snow settled on horizontal surfaces with falling flakes, each at a severity
+1–5 (``weather``). These are placed in 3-D, unlike the 2-D corruptions of Cityscapes-C.
+
+Every sample is determined by ``np.random.default_rng([seed, split_code, index])``, and its weather by its own
+``np.random.default_rng([seed, split_code, index, condition, level])``; no global random state.
 Rendering costs tens of milliseconds per small sample, which dominates short CPU runs that see each scene
 many times (training epochs, every corruption cell); ``cache=True`` keeps each rendered sample as an .npz
 under :func:`cache_dir`, keyed by a digest of the package's source (:func:`source_digest`), the split, seed,
-size and index, written atomically (loader workers may render the same sample at once) and re-rendered if
-unreadable.
+size, condition, level and index, written atomically (loader workers may render the same sample at once) and
+re-rendered if unreadable.
 
 The modules, each building only on those before it: ``constants`` (trainIds, scene space), ``geometry``,
-``noise`` (value noise), ``materials`` (patterns, materials and the scene), ``renderer``; the generator's
+``noise`` (value noise), ``materials`` (patterns, materials and the scene), ``weather``, ``renderer``; the generator's
 ``world`` (camera, lighting, boxes), ``palettes``, ``layout`` (one street's layout and the helpers its layers
 share), then a layer per module: ``backdrop`` (sky and ground), ``sidewalks``, ``buildings``, ``people`` (and
 two-wheelers), ``vehicles``, and ``street``, which draws them in order; last, ``dataset``.
@@ -67,14 +76,16 @@ from .constants import (
 )
 from .dataset import SPLITS, SynthCity, cache_dir, source_digest
 from .geometry import Ellipse, Geometry, Polygon, Polyline
-from .materials import Material, Scene, Shade, Shape
+from .materials import Depth, Light, Material, Scene, Shade, Shape
 from .materials import pulses as pulses  # the box filter, for its test
 from .renderer import render
 from .street import generate_scene
+from .weather import CONDITIONS, DEFAULT_LEVEL, LEVELS, Weather
 
 __all__ = [
     "ROAD", "SIDEWALK", "BUILDING", "WALL", "FENCE", "POLE", "TRAFFIC_LIGHT", "TRAFFIC_SIGN", "VEGETATION", "TERRAIN",
     "SKY", "PERSON", "RIDER", "CAR", "TRUCK", "BUS", "TRAIN", "MOTORCYCLE", "BICYCLE", "ASPECT", "Color",
-    "Polygon", "Ellipse", "Polyline", "Geometry", "Material", "Shape", "Shade", "Scene", "render", "generate_scene",
-    "SPLITS", "SynthCity", "cache_dir", "source_digest",
+    "Polygon", "Ellipse", "Polyline", "Geometry", "Material", "Shape", "Shade", "Scene", "Depth", "Light", "render",
+    "generate_scene", "Weather", "CONDITIONS", "LEVELS", "DEFAULT_LEVEL", "SPLITS", "SynthCity", "cache_dir",
+    "source_digest",
 ]

@@ -3,12 +3,14 @@ markings), and the shadows the buildings cast on it."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .constants import BUILDING, ROAD, SIDEWALK, SKY, TERRAIN, VEGETATION
 from .geometry import Ellipse, Polygon
 from .layout import Layout
-from .materials import Asphalt, Material, Paving, Shade, Shape, Sky
+from .materials import Asphalt, Depth, Material, Paving, Shade, Shape, Sky
 from .palettes import FACADE_COLORS, FOLIAGE, GRASS
 from .world import UP, ground_quad, rect3
 
@@ -41,15 +43,19 @@ class Backdrop(Layout):
             w = u(0.015, 0.07)
             if rng.random() < 0.35:
                 r = u(0.006, 0.02)
-                self.sky_shapes.append(Shape(Ellipse((x + w / 2, h - r * 0.6), (w / 2, r)), VEGETATION,
-                                             Material(self.jitter((70, 92, 60)), FOLIAGE, None, 1.0, u(0.45, 0.7))))
+                material = Material(self.jitter((70, 92, 60)), FOLIAGE, None, 1.0, u(0.45, 0.7))
+                self.sky_shapes.append(Shape(Ellipse((x + w / 2, h - r * 0.6), (w / 2, r)), VEGETATION, material,
+                                             self.distance(material.fog)))
             else:
                 top = h - u(0.004, 0.05)
                 square = np.array([(x, top), (x + w, top), (x + w, h), (x, h)])
-                self.sky_shapes.append(Shape(Polygon((square,)), BUILDING,
-                                             Material(self.pick(FACADE_COLORS), (0.02, 0.05, 0.04), None,
-                                                      u(0.7, 1.0), u(0.55, 0.8))))
+                material = Material(self.pick(FACADE_COLORS), (0.02, 0.05, 0.04), None, u(0.7, 1.0), u(0.55, 0.8))
+                self.sky_shapes.append(Shape(Polygon((square,)), BUILDING, material, self.distance(material.fog)))
             x += w
+
+    def distance(self, fog: float) -> Depth:
+        """The depth at which the scene's haze is `fog`: where the distant skyline stands."""
+        return Depth.at(-self.light.visibility * math.log1p(-fog))
 
     def add_ground(self) -> None:
         """Terrain under everything, sidewalks with kerbs, grass verges and gardens, the cross street, and the

@@ -6,7 +6,7 @@ import numpy as np
 
 from .backdrop import Backdrop
 from .constants import BUILDING
-from .layout import Item
+from .layout import Item, at_depth
 from .materials import Facade, Material
 from .palettes import FACADE_COLORS
 from .sidewalks import Sidewalks
@@ -69,7 +69,7 @@ class Buildings(Backdrop, Sidewalks):
                 kind = rng.integers(3)
                 if kind == 0:
                     for zt in np.arange(z + u(1, 4), z1, u(4, 8)):
-                        self.rows[s].append((zt, self.tree_shapes(line + s * u(2, 8), zt)))
+                        self.rows[s].append((zt, at_depth(self.tree_shapes(line + s * u(2, 8), zt), zt)))
                 elif kind == 1:
                     self.rows[s].append(self.block(s, line + s * u(6, 15), z - 3, z1 + 3, u(8, 30)))
             else:
@@ -90,4 +90,5 @@ class Buildings(Backdrop, Sidewalks):
                 self.light.on(FACING_CAMERA), self.light.fog(z)))
         elif self.end == "trees":
             for x in np.arange(-60, 60, u(4, 8)):
-                self.far_end += self.tree_shapes(x, z + u(0, 10), crown_only=True)
+                zt = z + u(0, 10)
+                self.far_end += at_depth(self.tree_shapes(x, zt, crown_only=True), zt)

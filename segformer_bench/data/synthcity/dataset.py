@@ -1,4 +1,5 @@
-"""The dataset: :class:`SynthCity`'s splits, samples determined by (seed, split, index), and the render cache."""
+"""The dataset: :class:`SynthCity`'s splits, samples determined by (seed, split, index), their weather, and the
+render cache."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ..labels import CITYSCAPES_CLASSES
 from .materials import Scene
 from .renderer import check_size, render
 from .street import generate_scene
+from .weather import DEFAULT_LEVEL, Weather, check_condition
 
 SPLITS = {"train": (0, 2975), "val": (1, 500), "test": (2, 1525)}  # (code in the seed, Cityscapes' size)
 
@@ -24,13 +26,16 @@ class SynthCity(SegmentationDataset):
     """Procedural street scenes in Cityscapes' 19 classes, generated on the fly.
 
     Sample `index` of `split` is a function of (seed, split, index) only, and renders at any `size`; the
-    default lengths are Cityscapes' (2975 / 500 / 1525).
+    default lengths are Cityscapes' (2975 / 500 / 1525). `condition` renders the same scenes, with the same
+    labels, in clear weather (the default), fog, at night, in rain or in snow, at severity `level` 1 (mild) to
+    5 (hardest), default 3, each level a set of physical values (:mod:`.weather`; fog's levels 1–3 are Foggy
+    Cityscapes' β = 0.005, 0.01, 0.02 per metre); `level` does nothing in clear weather.
     """
 
     info = DatasetInfo("synthcity", len(CITYSCAPES_CLASSES), CITYSCAPES_CLASSES)
 
     def __init__(self, split: str = "train", size: tuple[int, int] = (512, 1024), length: int | None = None,
-                 seed: int = 0, cache: bool = False):
+                 seed: int = 0, cache: bool = False, condition: str = "clear", level: int = DEFAULT_LEVEL):
         if split not in SPLITS:
             raise UserError(f"SynthCity has no split {split!r}; choose one of {', '.join(SPLITS)}")
         if length is not None and (type(length) is not int or length < 0):
@@ -40,9 +45,12 @@ class SynthCity(SegmentationDataset):
             raise UserError(f"SynthCity seed must be a non-negative integer; got {seed!r}")
         if not isinstance(cache, bool):
             raise UserError(f"SynthCity cache must be true or false; got {cache!r}")
+        check_condition(condition, level)
         self.split, self.size, self.seed = split, check_size(size), seed
+        self.condition, self.level = condition, level
         self.length = SPLITS[split][1] if length is None else length
-        self.cache = cache_dir() / _generator_id() / f"{split}-{seed}-{self.size[0]}x{self.size[1]}" if cache else None
+        key = f"{split}-{seed}-{self.size[0]}x{self.size[1]}" + ("" if condition == "clear" else f"-{condition}{level}")
+        self.cache = cache_dir() / _generator_id() / key if cache else None
 
     def __len__(self) -> int:
         return self.length
@@ -67,7 +75,8 @@ class SynthCity(SegmentationDataset):
                     return image, label
             except (OSError, ValueError, KeyError, UserError, zipfile.BadZipFile):
                 pass  # unreadable or stale: render it again and overwrite
-        image, label = render(self.scene(index), self.size)
+        weather = Weather(self.condition, self.level, (self.seed, SPLITS[self.split][0], index))
+        image, label = render(self.scene(index), self.size, weather)
         check_sample(image, label, self.info.num_classes, self.name(index))
         if cached is not None:
             from ...image_io import atomic_path

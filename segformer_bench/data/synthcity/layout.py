@@ -4,12 +4,13 @@ end, crossings), drawn from the scene's random generator, and the helpers every 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from .constants import ASPECT, Color
-from .materials import Material, Shade, Shape
-from .world import FACING_CAMERA, UP, Camera, Lighting
+from .materials import Depth, Light, Material, Shade, Shape
+from .world import FACING_CAMERA, UP, Z_NEAR, Camera, Lighting
 
 Item = tuple[float, list]  # (depth for sorting, shapes drawn in this order)
 Footprint = tuple[float, float, float, float]  # x0, x1, z0, z1 on the ground, metres
@@ -72,6 +73,7 @@ class Layout:
         self.rows: dict[int, list[Item]] = {-1: [], 1: []}
         self.frontage: list[Item] = []
         self.street: list[tuple[Footprint, list]] = []
+        self.lights: list[Light] = []  # recorded as the layers draw lamps; never drawn from `rng`
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
@@ -112,8 +114,20 @@ class Layout:
 
     def put(self, x: float, z: float, shapes: list, radius: float = 0.3) -> None:
         """Place an upright figure standing at (x, z) in the street layer."""
-        self.street.append(((x - radius, x + radius, z - radius, z + radius), shapes))
+        self.street.append(((x - radius, x + radius, z - radius, z + radius), at_depth(shapes, z)))
 
     def poly(self, points, label: int, material: Material) -> list[Shape]:
         geometry = self.cam.polygon(points)
-        return [] if geometry is None else [Shape(geometry, label, material)]
+        return [] if geometry is None else [Shape(geometry, label, material, self.cam.depth(points))]
+
+    def add_light(self, x: float, y: float, z: float, color, power: float, reach: float, size: float,
+              forward: bool = False) -> None:
+        """Record a light source at scene point (x, y), z metres away (none behind the near plane)."""
+        if z > Z_NEAR:
+            self.lights.append(Light(x, y, z, tuple(float(c) for c in color), power, reach, size, forward))
+
+
+def at_depth(shapes: list, z: float) -> list:
+    """`shapes` with those that have no depth yet placed upright at depth z (a figure drawn on a billboard)."""
+    depth = Depth.at(max(z, Z_NEAR))
+    return [replace(s, depth=depth) if isinstance(s, Shape) and s.depth is None else s for s in shapes]

@@ -8,13 +8,16 @@ that fine patterns fade to their mean instead of aliasing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from .constants import ASPECT, Color
 from .geometry import Geometry
 from .noise import noise_at
+
+if TYPE_CHECKING:  # the camera is the generator's (``world`` builds on this module); a scene only carries it
+    from .world import Camera
 
 
 @dataclass(frozen=True, eq=False)
@@ -268,11 +271,44 @@ class Material:
     fog: float = 0.0  # 0..1 blend towards the scene's haze colour (aerial perspective)
 
 
+@dataclass(frozen=True)
+class Depth:
+    """Where a planar shape lies: its inverse depth as an affine function of scene coordinates, 1/Z = a·x + b·y + c
+    in 1/m (exact for any plane seen through a pinhole camera: (0, 0, 1/z) for an upright figure at depth z, a
+    row-dependent one for the ground), and how horizontal the plane is (|n · up|: 1 for the ground and the tops
+    of boxes, 0 for upright faces), which is where snow settles."""
+
+    a: float
+    b: float
+    c: float
+    up: float = 0.0
+
+    @staticmethod
+    def at(z: float, up: float = 0.0) -> Depth:
+        return Depth(0.0, 0.0, 1.0 / z, up)
+
+
 @dataclass(frozen=True, eq=False)
 class Shape:
     geometry: Geometry
     label: int  # trainId
     material: Material
+    depth: Depth | None = None  # None: infinitely far (the sky; and a hand-made scene that gives no depth)
+
+
+@dataclass(frozen=True)
+class Light:
+    """A light source the generator placed (a street lamp, a vehicle's head or rear light, a lit traffic light).
+    By day it changes nothing; at night it lights the surfaces near it and glows (:mod:`.weather`)."""
+
+    x: float  # scene coordinates of its centre
+    y: float
+    z: float  # depth, metres
+    color: Color
+    power: float  # the illuminance it gives a surface next to it, relative to daylight
+    reach: float  # metres at which that falls to a quarter: power · (reach² / (d² + reach²))²
+    size: float  # the lamp's radius in metres, which sets its glow
+    forward: bool = False  # a headlight: it lights what is in front of it (towards the camera) much more
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,3 +328,5 @@ class Scene:
     gain: Color  # exposure × colour temperature, per channel
     noise_seed: int  # seeds the texture lattices and the sensor noise
     sensor_noise: float  # standard deviation, 0–255 scale
+    camera: Camera | None = None  # what the weather needs to place things in 3-D; None for hand-made scenes
+    lights: tuple[Light, ...] = ()

@@ -1,4 +1,5 @@
-"""The renderer: :func:`render` rasterises a :class:`~.materials.Scene` at any (H, W) by the painter's algorithm."""
+"""The renderer: :func:`render` rasterises a :class:`~.materials.Scene` at any (H, W) by the painter's algorithm,
+optionally under a :class:`~.weather.Weather`, and optionally with every pixel's depth."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ...errors import UserError
 from .constants import MIN_SIDE, NOISE_CELLS
 from .materials import Scene, Shade, Shape
 from .noise import noise_field
+from .weather import Pixels, Weather, apply
 
 
 def _pixel_box(bounds, H: int, W: int) -> tuple[int, int, int, int] | None:
@@ -31,10 +33,13 @@ def check_size(size) -> tuple[int, int]:
     return H, W
 
 
-def render(scene: Scene, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The (H, W, 3) uint8 RGB image and (H, W) uint8 trainId label of `scene` at `size` = (H, W).
+def render(scene: Scene, size: tuple[int, int], weather: Weather | None = None, depth: bool = False):
+    """The (H, W, 3) uint8 RGB image and (H, W) uint8 trainId label of `scene` at `size` = (H, W); with `depth`,
+    also the (H, W) float32 depth of each pixel centre in metres (inf for the sky and for shapes without one).
 
-    Pixels no shape covers (none, for generated scenes) are black and labelled 255 (ignore).
+    Pixels no shape covers (none, for generated scenes) are black and labelled 255 (ignore). Under a `weather`
+    other than clear, the clear image (exposed and clipped, before the sensor's noise) is what the weather
+    changes (:mod:`.weather`); the label never changes.
     """
     H, W = check_size(size)
     if len(scene.shapes) >= np.iinfo(np.int16).max:
@@ -85,9 +90,24 @@ def render(scene: Scene, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]
     if table[7].any():
         image += np.take(table[7], ids) * (np.asarray(scene.haze, np.float32)[:, None, None] - image)
     image *= np.asarray(scene.gain, np.float32)[:, None, None]
+    weathered = weather is not None and weather.condition != "clear"
+    if weathered or depth:
+        planes = np.zeros((4, len(opaque) + 1), np.float32)  # 1/Z = a·x + b·y + c, and up; 0 = infinitely far
+        for k, (shape, _) in enumerate(opaque):
+            if shape.depth is not None:
+                planes[:, k] = (shape.depth.a, shape.depth.b, shape.depth.c, shape.depth.up)
+        inverse = np.maximum(np.take(planes[0], ids) * xs32[None, :] + np.take(planes[1], ids) * ys32[:, None]
+                             + np.take(planes[2], ids), np.float32(0))
+    if weathered:
+        pixels = Pixels(label, inverse, np.take(planes[3], ids), xs32, ys32)
+        image = apply(weather, scene, np.clip(image, 0, 255), pixels)
     if scene.sensor_noise > 0:  # luminance noise, seeded by the scene and the size, so still deterministic
         rng = np.random.default_rng([scene.noise_seed, H, W])
         # triangular: the difference of two uniforms, scaled to unit variance; cheaper than a Gaussian
         noise = rng.random((H, W), dtype=np.float32) - rng.random((H, W), dtype=np.float32)
         image += noise * np.float32(scene.sensor_noise * math.sqrt(6))
-    return np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8).transpose(1, 2, 0)), label
+    image = np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8).transpose(1, 2, 0))
+    if not depth:
+        return image, label
+    with np.errstate(divide="ignore"):
+        return image, label, np.float32(1) / inverse

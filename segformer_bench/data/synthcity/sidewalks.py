@@ -6,7 +6,7 @@ import numpy as np
 
 from .constants import ASPECT, FENCE, POLE, TRAFFIC_LIGHT, TRAFFIC_SIGN, VEGETATION, WALL
 from .layout import Layout
-from .materials import Masonry, Material, Shape, Slats
+from .materials import Depth, Masonry, Material, Shape, Slats
 from .palettes import FENCE_COLORS, FOLIAGE, POLE_COLORS, RAW, WALL_COLORS
 from .world import FACING_CAMERA, UP, Z_NEAR, Billboard, rect3
 
@@ -122,7 +122,8 @@ class Sidewalks(Layout):
                 bb = self.cam.billboard(x0 + s * u(0.7, self.garden[s]), z)
                 r = u(0.4, 1.0)
                 mat = Material(self.jitter((60, 95, 45)), FOLIAGE, None, self.light.on(UP) * 0.85, self.light.fog(z))
-                self.frontage.append((z, [Shape(bb.ellipse(0, r * 0.8, r * u(1, 1.6), r), VEGETATION, mat)]))
+                self.frontage.append((z, [Shape(bb.ellipse(0, r * 0.8, r * u(1, 1.6), r), VEGETATION, mat,
+                                                Depth.at(z))]))
 
     def add_lamps(self, s: int) -> None:
         """Street lamps along side s's kerb, their arms over the road."""
@@ -141,6 +142,7 @@ class Sidewalks(Layout):
                       Shape(bb.rect(-s * arm - 0.3, height - 0.05, -s * arm + 0.3, height + 0.12), POLE,
                             self.material(self.jitter((190, 190, 185)), FACING_CAMERA, z, RAW))]
             self.put(x, z, shapes, 0.15)
+            self.add_light(*bb.points([(-s * arm, height - 0.05)])[0], z, (255, 205, 150), 1.6, 7.0, 0.3)
 
     def sign_shapes(self, bb: Billboard, z: float, height: float) -> list:
         """One traffic sign, its centre `height` m up; the back of a sign is grey metal."""
@@ -233,6 +235,8 @@ class Sidewalks(Layout):
                 shapes.append(Shape(bb.ellipse(0, cy, 0.11, 0.11, turn=False), TRAFFIC_LIGHT,
                                     Material(colors[i] if glow else (45, 45, 42), RAW, None,
                                              1.3 / self.gain[1] if glow else lit, fog)))
+                if glow:
+                    self.add_light(bb.x, bb.y - cy * bb.scale, z, colors[i], 0.2, 1.5, 0.11)
         return shapes
 
     def add_traffic_lights(self) -> None:

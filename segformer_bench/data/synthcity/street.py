@@ -14,7 +14,7 @@ import heapq
 import numpy as np
 
 from .buildings import Buildings
-from .layout import Item
+from .layout import Item, at_depth
 from .materials import Scene
 from .vehicles import Vehicles
 
@@ -73,15 +73,16 @@ class Street(Buildings, Vehicles):
         self.add_two_wheelers()
 
         def back_to_front(items: list[Item]) -> list:
-            return [shape for _, shapes in sorted(items, key=lambda item: -item[0]) for shape in shapes]
+            return [shape for z, shapes in sorted(items, key=lambda item: -item[0]) for shape in at_depth(shapes, z)]
 
         order = _occlusion_order(np.array([footprint for footprint, _ in self.street], float).reshape(-1, 4))
-        street = [shape for i in order for shape in self.street[i][1]]
+        # what a vehicle draws without a plane of its own (a pantograph) stands at its footprint's centre
+        street = [shape for i in order for shape in at_depth(self.street[i][1], sum(self.street[i][0][2:]) / 2)]
 
         shapes = (self.sky_shapes + self.ground + self.far_end + back_to_front(self.rows[-1])
                   + back_to_front(self.rows[1]) + back_to_front(self.frontage) + street)
         return Scene(tuple(shapes), self.haze, self.gain, int(self.rng.integers(2**31)),
-                     float(self.rng.uniform(1.0, 3.5)))
+                     float(self.rng.uniform(1.0, 3.5)), self.cam, tuple(self.lights))
 
 
 def generate_scene(rng: np.random.Generator) -> Scene:

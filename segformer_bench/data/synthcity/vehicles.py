@@ -12,6 +12,8 @@ from .palettes import BUS_COLORS, CAR_COLORS, RAW, TRAM_COLORS, TRUCK_COLORS
 from .people import People
 from .world import FACING_CAMERA, UP, Z_NEAR, Face, box_faces, ground_quad
 
+LAMP_COLORS = {"rear": (180, 20, 25), "front": (235, 235, 215)}
+
 
 class Vehicles(People):
     """Traffic; motorcycles in the lanes come from :class:`~.people.People`."""
@@ -31,7 +33,8 @@ class Vehicles(People):
                 _, top, _, bottom = geometry.bounds()
                 pattern = Gradient(tuple(np.asarray(color) * 1.12), tuple(np.asarray(color) * 0.82), top, bottom)
             z = max(float(points[:, 2].min()), 1.0)
-            shapes.append(Shape(geometry, label, self.material(color, face.normal, z, grain, pattern)))
+            shapes.append(Shape(geometry, label, self.material(color, face.normal, z, grain, pattern),
+                                self.cam.depth(points)))
         return shapes, faces
 
     def on_face(self, face: Face, u0, u1, v0, v1, label: int, color, glass: bool = False) -> list:
@@ -45,7 +48,16 @@ class Vehicles(People):
             _, top, _, bottom = geometry.bounds()
             pattern = Gradient(tuple(np.asarray(color) * 2.2), tuple(np.asarray(color) * 0.7), top, bottom)
         return [Shape(geometry, label, self.material(color, face.normal, max(float(points[:, 2].min()), 1.0), RAW,
-                                                     pattern))]
+                                                     pattern), self.cam.depth(points))]
+
+    def lamp(self, face: Face, u0, u1, v0, v1, label: int, role: str) -> list:
+        """A head light (`role` front) or rear light on a face, drawn and recorded as a light source."""
+        centre = face.rect(u0, u1, v0, v1).mean(axis=0)
+        if role == "front":
+            self.add_light(*self.cam.scene_point(centre), float(centre[2]), (255, 250, 235), 0.9, 4.0, 0.12, True)
+        else:
+            self.add_light(*self.cam.scene_point(centre), float(centre[2]), (255, 40, 30), 0.12, 1.5, 0.1)
+        return self.on_face(face, u0, u1, v0, v1, label, LAMP_COLORS[role])
 
     def wheel(self, face: Face, at: float, r: float, label: int) -> list:
         """A wheel centred `at` metres along a side face: an ellipse spanning the projected disc, and its hub."""
@@ -59,9 +71,10 @@ class Vehicles(People):
         if min(radii) <= 0:
             return []
         z = float(centre[2])
-        return [Shape(Ellipse(tuple(p[0]), radii), label, self.material((24, 24, 26), face.normal, z, RAW)),
+        depth = self.cam.depth(face.rect(0, face.length, 0, face.height))
+        return [Shape(Ellipse(tuple(p[0]), radii), label, self.material((24, 24, 26), face.normal, z, RAW), depth),
                 Shape(Ellipse(tuple(p[0]), (radii[0] * 0.55, radii[1] * 0.55)), label,
-                      self.material((150, 150, 152), face.normal, z, RAW))]
+                      self.material((150, 150, 152), face.normal, z, RAW), depth)]
 
     def vehicle(self, kind: str, x: float, z: float, along_z: bool, facing: int) -> tuple[Footprint, list]:
         """A car, truck, bus or tram centred at (x, z), driving along Z (along X when not `along_z`) in direction
@@ -111,7 +124,6 @@ class Vehicles(People):
                 shapes += self.poly([(tx0, 0, tz), (tx1, 0, tz), (tx1, clear + 0.1, tz), (tx0, clear + 0.1, tz)],
                                     label, self.material((24, 24, 26), FACING_CAMERA, tz, RAW))
         glass = (u(28, 50),) * 2 + (u(40, 62),)
-        lamp = {"rear": (180, 20, 25), "front": (235, 235, 215)}
 
         if kind == "car":
             style = rng.choice(["sedan", "hatch", "suv", "van"], p=[0.4, 0.3, 0.2, 0.1])
@@ -138,7 +150,7 @@ class Vehicles(People):
                     top, mid = face.height, face.length / 2
                     shapes += self.on_face(face, 0.06, face.length - 0.06, 0.0, 0.13, label, np.asarray(color) * 0.55)
                     for u0 in (0.08, face.length - 0.38):
-                        shapes += self.on_face(face, u0, u0 + 0.3, top - 0.24, top - 0.08, label, lamp[role])
+                        shapes += self.lamp(face, u0, u0 + 0.3, top - 0.24, top - 0.08, label, role)
                     shapes += self.on_face(face, mid - 0.26, mid + 0.26, 0.14, 0.27, label, (225, 225, 200))  # plate
                     if role == "front":
                         shapes += self.on_face(face, mid - 0.35, mid + 0.35, 0.3, top - 0.1, label, (38, 38, 40))
@@ -157,7 +169,7 @@ class Vehicles(People):
                                            label, glass, glass=True)
                     if detail:
                         for u0 in (0.2, face.length - 0.45):
-                            shapes += self.on_face(face, u0, u0 + 0.25, 0.2, 0.45, label, lamp[role])
+                            shapes += self.lamp(face, u0, u0 + 0.25, 0.2, 0.45, label, role)
                 elif role == "side":
                     door = along(length - 1.6)
                     shapes += self.on_face(face, door - 0.5, door + 0.5, face.height * 0.5, face.height - 0.2, label,
@@ -168,7 +180,7 @@ class Vehicles(People):
                     shapes += self.on_face(face, mid - 0.03, mid + 0.03, 0.1, face.height - 0.1, label,
                                            np.asarray(cargo_color) * 0.5)  # the doors' seam
                     for u0 in (0.1, face.length - 0.4):
-                        shapes += self.on_face(face, u0, u0 + 0.3, 0.05, 0.25, label, lamp[role])
+                        shapes += self.lamp(face, u0, u0 + 0.3, 0.05, 0.25, label, role)
                 elif role == "side" and rng.random() < 0.5:  # a painted band
                     shapes += self.on_face(face, 0.3, face.length - 0.3, face.height * 0.45, face.height * 0.7, label,
                                            self.pick(TRUCK_COLORS))
@@ -205,13 +217,13 @@ class Vehicles(People):
                         shapes += self.on_face(face, 0.4, face.length - 0.4, top - 0.33, top - 0.2, label,
                                                (255, 170, 40))  # destination display
                         for u0 in (0.1, face.length - 0.4):
-                            shapes += self.on_face(face, u0, u0 + 0.3, 0.15, 0.35, label, lamp[role])
+                            shapes += self.lamp(face, u0, u0 + 0.3, 0.15, 0.35, label, role)
                 else:
                     shapes += self.on_face(face, 0.25, face.length - 0.25, top * 0.55, top - 0.25, label, glass,
                                            glass=True)
                     if detail:
                         for u0 in (0.1, face.length - 0.35):
-                            shapes += self.on_face(face, u0, u0 + 0.25, 0.15, 0.5, label, lamp[role])
+                            shapes += self.lamp(face, u0, u0 + 0.25, 0.15, 0.5, label, role)
             if kind == "tram":  # pantographs: a folded frame on the roof's centre line
                 for s in (length * 0.3, length * 0.7):
                     px, _, pz, _ = world(s, s + 0.01, 0, 0.01)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .constants import ASPECT
 from .geometry import Ellipse, Polygon, Polyline
-from .materials import Surface
+from .materials import Depth, Surface
 
 Z_NEAR = 0.3  # metres; polygons are clipped to Z >= Z_NEAR before projection
 FACING_CAMERA, UP = (0.0, 0.0, -1.0), (0.0, 1.0, 0.0)
@@ -94,6 +94,28 @@ class Camera:
         k = np.array([[self.focal / ASPECT, 0.0, self.cx / ASPECT], [0.0, -self.focal, self.horizon], [0.0, 0.0, 1.0]])
         o = np.asarray(origin, float) - (0.0, self.height, 0.0)
         return Surface(np.linalg.inv(k @ np.column_stack([a, b, o])))
+
+    def depth(self, points) -> Depth:
+        """The inverse depth of the plane through the 3-D polygon `points` (world coordinates), in scene
+        coordinates: with the plane n · Q = d in camera-centred coordinates Q and Q = Z · (X/Z, (Y − height)/Z, 1),
+        1/Z = (n_x · X/Z + n_y · (Y − height)/Z + n_z) / d, where X/Z and (Y − height)/Z are affine in the scene
+        point. A plane through the camera (seen edge-on, so it covers no area) gets the depth of its centre."""
+        q = np.asarray(points, float) - (0.0, self.height, 0.0)
+        nxt = np.roll(q, -1, axis=0)  # Newell's normal: robust for any planar polygon
+        n = np.array([np.sum((q[:, 1] - nxt[:, 1]) * (q[:, 2] + nxt[:, 2])),
+                      np.sum((q[:, 2] - nxt[:, 2]) * (q[:, 0] + nxt[:, 0])),
+                      np.sum((q[:, 0] - nxt[:, 0]) * (q[:, 1] + nxt[:, 1]))])
+        norm = float(np.linalg.norm(n))
+        d = float(n @ q.mean(axis=0))
+        if norm == 0 or abs(d) < 1e-9 * norm:
+            return Depth.at(max(float(q[:, 2].mean()), Z_NEAR))
+        nx, ny, nz = n / d
+        f = self.focal
+        return Depth(nx * ASPECT / f, -ny / f, nz - nx * self.cx / f + ny * self.horizon / f, abs(float(n[1])) / norm)
+
+    def scene_point(self, p) -> tuple[float, float]:
+        x, y = self.project(np.asarray(p, float))
+        return float(x), float(y)
 
     def billboard(self, x: float, z: float, squash: float = 1.0) -> Billboard:
         bx, by = self.project((x, 0.0, z))
