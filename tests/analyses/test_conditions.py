@@ -25,13 +25,13 @@ from segformer_bench.models.open import open_model
 
 from ..helpers import analyses_suite, cli_error, run_then_kill_9, run_two_gloo_ranks, stored
 
-CONDITIONS = [{"name": "clear"}, {"name": "other seed", "options": {"seed": 3}},
+CONDITIONS = [{"name": "clear"}, {"name": "night", "options": {"condition": "night", "level": 4}},
               {"name": "larger", "options": {"size": [48, 96]}, "limit": 2}]
 
 
 def conditions_suite(tmp_path, **changes) -> str:
-    """Three tiny models on SynthCity: two corruption cells and three conditions (seed and size stand in for
-    weather here; SynthCity's own conditions are tested with the dataset)."""
+    """Three tiny models on SynthCity: three corruption cells and three conditions (the clear scenes, the same
+    scenes at night, and other images: larger renders of the first two scenes)."""
     data = {"analyses": ["corruption", "conditions"],
             "corruptions": {"cells": [["contrast", 2], ["gaussian_noise", 1], ["gaussian_noise", 2]],
                             "backend": "fast"},
@@ -130,12 +130,22 @@ def test_run_stores_what_a_direct_evaluation_gives_and_reports(tmp_path):
     out = tmp_path / "report"
     render_run(run, out, log=lambda _: None)
     text = (out / "conditions.md").read_text()
-    for name in ("clear", "other seed", "larger", "Δ larger", "Mix", "PE", "DL"):
+    for name in ("clear", "night", "larger", "Δ larger", "Mix", "PE", "DL"):
         assert name in text
     assert (out / "conditions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import pandas as pd
+
+    from segformer_bench.analyses.stats import paired_change
+
+    frame = pd.read_csv(out / "conditions.csv").set_index(["model", "condition"])
+    clear, night, larger = (results[("Mix", c)] for c in ("clear", "night", "larger"))
+    paired = paired_change(clear.per_image, night.per_image, seed=0)  # the same scenes at night: paired
+    assert frame.loc[("Mix", "night"), "change_low"] == pytest.approx(100 * paired.low, rel=1e-5)
+    unpaired = unpaired_change(clear.per_image, larger.per_image, seed=0)  # other images: each side on its own
+    assert frame.loc[("Mix", "larger"), "change_high"] == pytest.approx(100 * unpaired.high, rel=1e-5)
     agreement = (out / "agreement.csv").read_text().splitlines()
     assert agreement[0].startswith("corruption,condition,models,spearman")
-    assert any(line.startswith("contrast,other seed,3,") for line in agreement)
+    assert any(line.startswith("contrast,night,3,") for line in agreement)
     assert "ECE (%)" in (out / "conditions_calibration.md").read_text()
     assert (out / "conditions_reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out / "index.html").read_text()
