@@ -69,6 +69,7 @@ def test_cli_validate_and_ls(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "quickstart" in out and "segformer" in out and "b5" in out
     assert "adversarial" in out and "transformers, python, mmseg" in out and "segpgd, cospgd" in out
+    assert "condition clear, fog, night, rain, snow; level 1-5" in out and "$FOGGY_CITYSCAPES_ROOT" in out
     assert main(["validate", str(tmp_path / "missing.yaml")]) == 2
     assert capsys.readouterr().err.startswith("segformer-bench: error: ")
 

@@ -70,6 +70,16 @@ class ConditionsAnalysis(Analysis):
                                    conditions=tuple(dataclasses.replace(c, root=resolve_path(c.root))
                                                     for c in spec.conditions))
 
+    def catalogue(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        from ...data.synthcity.weather import CONDITIONS as WEATHER
+        from ...data.synthcity.weather import DEFAULT_LEVEL, LEVELS
+
+        return [("conditions (a condition's dataset and options)", [
+            ("synthcity", f"condition {', '.join(WEATHER)}; level {LEVELS[0]}-{LEVELS[-1]} (default {DEFAULT_LEVEL})"),
+            ("acdc", "condition fog, night, rain, snow or all; labels trainIds|labelIds|false; invalid ($ACDC_ROOT)"),
+            ("dark_zurich", "night, val; labels; invalid ($DARK_ZURICH_ROOT)"),
+            ("foggy_cityscapes", "beta 0.005, 0.01 or 0.02; refined ($FOGGY_CITYSCAPES_ROOT)")])]
+
     def datasets(self, spec: ConditionsSpec, suite: Suite) -> list[tuple[str, str, str, str | None, dict]]:
         return [(f"conditions.conditions[{i}]", r.dataset, r.split, r.root, r.options)
                 for i, r in enumerate(resolve(c, suite) for c in spec.conditions)]
