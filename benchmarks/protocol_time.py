@@ -12,6 +12,7 @@ the store's transaction). Reports the split, the time per image, and the extrapo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import tempfile
 import time
@@ -29,6 +30,8 @@ def main() -> None:
     ap.add_argument("--backend", choices=["fast", "torch"], default="fast")
     ap.add_argument("--autocast", choices=["none", "bf16", "fp16"], default="none")
     ap.add_argument("--cityscapes-root", default=None)
+    ap.add_argument("--size", type=int, nargs=2, default=[1024, 2048], metavar=("H", "W"),
+                    help="SynthCity image size; the test's window, stride and scale shrink with it (quick checks)")
     args = ap.parse_args()
 
     import segformer_bench as sb
@@ -44,9 +47,13 @@ def main() -> None:
     if args.cityscapes_root:
         dataset = build_dataset("cityscapes", "val", args.cityscapes_root)
     else:
-        dataset = build_dataset("synthcity", "val", size=(1024, 2048), length=args.images)
+        dataset = build_dataset("synthcity", "val", size=tuple(args.size), length=args.images)
     model = sb.build_model(args.variant, 19).eval().to(device)
     settings = EVAL_PRESETS["cityscapes"]
+    if args.size != [1024, 2048] and not args.cityscapes_root:
+        f = args.size[0] / 1024  # the same test on a smaller image: 1024² windows sliding by 768 at 1024×2048
+        settings = dataclasses.replace(settings, crop=(round(1024 * f),) * 2, stride=(round(768 * f),) * 2,
+                                       img_scale=(args.size[1], args.size[0]))
     cells = [("clean", 0)] + get_protocol("segformer").cells()
     amp = AUTOCAST[args.autocast]
     spent = {"data": 0.0, "corruption": 0.0, "inference": 0.0, "bookkeeping": 0.0}
@@ -94,7 +101,8 @@ def main() -> None:
           + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
     print(f"# versions: python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
           f"segformer-bench {sb.__version__}")
-    print(f"# {args.variant}, {len(cells)} evaluations per image (clean + 72 cells), sliding window 1024² / 768, "
+    print(f"# {args.variant}, {len(cells)} evaluations per image (clean + 72 cells), "
+          f"sliding window {settings.crop[0]}² / {settings.stride[0]}, "
           f"backend {args.backend}, autocast {args.autocast}, {args.images} image(s)")
     print("| part | seconds per image | share |")
     print("|---|---|---|")
