@@ -121,6 +121,9 @@ def plan(device: str, tiny: bool, work: Path, profile: bool) -> list[Part]:
              ["cv2", "skimage", "imagecorruptions", "pandas", "matplotlib", "tabulate"]),
     ]
     assert sum(p.cap for p in parts) <= 470  # with --budget's default: the whole run inside 8 minutes
+    if tiny:  # a check that every part works, on a CPU that may be busy: time is not what it measures
+        for p in parts:
+            p.cap = 300
     return parts
 
 
@@ -246,7 +249,7 @@ def run_part(part: Part, log: Path, env: dict[str, str], cap: float) -> None:
             out.write(f"$ {shlex.join(command)}\n")
             out.flush()
             if left <= 0:
-                part.status = f"timed out (cap {cap:.0f} s)"
+                part.status = f"timed out (cap {round(cap, 1):g} s)"
                 break
             proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
                                     start_new_session=True)
@@ -255,7 +258,7 @@ def run_part(part: Part, log: Path, env: dict[str, str], cap: float) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                part.status = f"timed out (cap {cap:.0f} s)"
+                part.status = f"timed out (cap {round(cap, 1):g} s)"
                 break
             if rc != 0:
                 part.status = f"failed (exit {rc})"
@@ -302,12 +305,12 @@ def key_numbers(part: Part, log: str, work: Path) -> tuple[str, dict[str, float]
         if part.name == "model-speed-b0" and whole:
             if "bf16" in best:
                 found["b0_bf16_whole"] = best["bf16"][0]
-            theirs_fp32 = {r[2]: number(r[8]) for r in whole if r[3] == "fp32"}
-            ratios = [number(r[7]) / theirs_fp32[r[2]] for r in whole
-                      if r[3] in ("bf16", "fp16") and theirs_fp32.get(r[2]) and number(r[7]) is not None]
-            if ratios:
-                found["b0_vs_transformers_fp32"] = max(ratios)
-                text += f"; ours bf16/fp16 ÷ transformers fp32: {max(ratios):.2f}×"
+            # throughput against throughput: ours at its best (bf16 or fp16, any batch) ÷ transformers' best fp32
+            ours = [v for r in whole if r[3] in ("bf16", "fp16") and (v := number(r[7])) is not None]
+            theirs = [v for r in whole if r[3] == "fp32" and (v := number(r[8]))]
+            if ours and theirs:
+                found["b0_vs_transformers_fp32"] = max(ours) / max(theirs)
+                text += f"; ours best bf16/fp16 ÷ transformers' best fp32: {max(ours) / max(theirs):.2f}×"
         return text, found
     if part.name == "corruption-speed":
         header = next((line for line in log.splitlines() if line.startswith("| corruption |")), "")
@@ -345,7 +348,7 @@ def key_numbers(part: Part, log: str, work: Path) -> tuple[str, dict[str, float]
 TARGETS = [
     ("b0_bf16_whole", "B0 on a whole 1024×2048 image ≥ 200 images/s (bf16, best batch)", "model-speed-b0",
      lambda v: v >= 200, "{:.1f} img/s"),
-    ("b0_vs_transformers_fp32", "B0 whole image ≥ 2× transformers' fp32 throughput (ours bf16/fp16, same batch)",
+    ("b0_vs_transformers_fp32", "B0 whole image ≥ 2× transformers' fp32 throughput (best batch of each)",
      "model-speed-b0", lambda v: v >= 2, "{:.2f}×"),
     ("torch_corruption", "torch corruption backend ≤ 0.5 s per 1024×2048 image for all 72 cells", "corruption-speed",
      lambda v: v <= 0.5, "{:.2f} s"),
@@ -396,12 +399,21 @@ def check(args: argparse.Namespace) -> int:
     work = out / "gpu_check"
     if out.exists() and not out.is_dir():
         raise SystemExit(f"gpu_check: error: {out} exists and is not a directory; choose another --out")
+    parts = plan(args.device, args.tiny, work, not args.no_profile)
+    for spec in args.cap:
+        name, _, seconds = spec.partition("=")
+        if name not in {p.name for p in parts} or number(seconds) is None:
+            raise SystemExit(f"gpu_check: error: --cap {spec!r}: expected PART=SECONDS with PART one of "
+                             + ", ".join(p.name for p in parts))
+        next(p for p in parts if p.name == name).cap = float(seconds)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    deadline = time.perf_counter() + args.budget
+    deadline = time.perf_counter() + (args.budget or (3000 if args.tiny else 470))
     # the smoke run's SynthCity scenes are rendered once into the work folder (not archived)
     env = dict(os.environ, PYTHONUNBUFFERED="1", SEGFORMER_BENCH_CACHE_DIR=str(work / "cache"))
+    if args.tiny:  # tiny tensors: a thread pool only adds synchronisation (and stalls on a busy machine)
+        env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     site = None
     if args.wheels:
@@ -411,13 +423,6 @@ def check(args: argparse.Namespace) -> int:
                         "--no-cache-dir", "--target", str(site), *wheels], check=True)
         env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
 
-    parts = plan(args.device, args.tiny, work, not args.no_profile)
-    for spec in args.cap:
-        name, _, seconds = spec.partition("=")
-        if name not in {p.name for p in parts} or number(seconds) is None:
-            raise SystemExit(f"gpu_check: error: --cap {spec!r}: expected PART=SECONDS with PART one of "
-                             + ", ".join(p.name for p in parts))
-        next(p for p in parts if p.name == name).cap = float(seconds)
     needed = sorted({m for p in parts for m in p.needs} | set(CORE))
     modules = probe_modules(env, needed + OPTIONAL)
     text, cuda = machine_report(env, modules, args.device)
@@ -527,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "runs" / "gpu_check"),
                     help="output folder (default: $OUT when set, else runs/gpu_check)")
     ap.add_argument("--tiny", action="store_true", help="tiny sizes: every part end to end in seconds (on a CPU)")
-    ap.add_argument("--budget", type=float, default=470, help="seconds for all parts together (default 470)")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds for all parts together (default 470; with --tiny 3000)")
     ap.add_argument("--cap", action="append", default=[], metavar="PART=SECONDS", help="one part's time cap")
     ap.add_argument("--no-profile", action="store_true", help="leave out the profiler trace")
     ap.add_argument("--wheels", metavar="DIR", help="install DIR/*.whl (no registry) for the parts first")
