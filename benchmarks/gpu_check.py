@@ -31,7 +31,7 @@ installs DIR/*.whl into a temporary folder with pip's --no-index (no registry) f
     benchmarks/gpu_check.sh --tiny --device cpu --out /tmp/x # every part end to end on tiny sizes (the CI test)
 
 Extra flags for model_speed.py (e.g. the fast path's, once it has them) come from $GPU_CHECK_MODEL_SPEED_FLAGS;
---cap PART=SECONDS changes one part's cap.
+--cap PART=SECONDS changes one part's cap; --parts PART… runs only those (a rerun of the ones that failed).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def plan(device: str, tiny: bool, work: Path, profile: bool) -> list[Part]:
     py = sys.executable
     bench = ROOT / "benchmarks"
     marked = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")
-                    if "pytest.mark.gpu" in p.read_text(encoding="utf-8"))
+                    if p.name != "test_gpu_check.py" and "pytest.mark.gpu" in p.read_text(encoding="utf-8"))
     pytest = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra --strict-markers"]
     parts = [
         Part("gpu-tests", [[*pytest, "-m", "gpu", *marked]], 45, ["pytest"]),
@@ -377,21 +377,23 @@ def summary(parts: list[Part], found: dict[str, float], measured: str | None, he
 
 
 def pack(work: Path, archive: Path) -> list[str]:
-    """`work` into `archive` (tar.gz) without model weights; if that is over what comes back, without the
-    profile trace too. Returns what was left out beyond the weights."""
-    def add(leave_out: tuple[str, ...]) -> None:
+    """`work` into `archive` (tar.gz) without model weights and the scene cache. Over what comes back from the GPU
+    machine, it leaves out more, in this order, until it fits: the profile trace, then the smoke run's store and
+    plots (its Markdown and CSV tables stay). Returns what it left out beyond the weights."""
+    tiers = [("the profile trace", lambda rel: rel.name.startswith("profile_") and rel.suffix == ".json"),
+             ("the smoke run's store and plots", lambda rel: rel.parts[0] == "smoke"
+              and rel.suffix not in (".md", ".csv", ".log"))]
+    for k in range(len(tiers) + 1):
+        leave = [test for _, test in tiers[:k]]
         with tarfile.open(archive, "w:gz") as tar:
             for path in sorted(work.rglob("*")):
-                if (path.is_file() and not path.name.endswith(WEIGHTS) and path.name not in leave_out
-                        and "cache" not in path.relative_to(work).parts[:1]):
-                    tar.add(path, arcname=str(Path(work.name) / path.relative_to(work)))
-
-    add(())
-    if archive.stat().st_size <= ARCHIVE_LIMIT:
-        return []
-    traces = tuple(p.name for p in work.glob("profile_*.json"))
-    add(traces)
-    return list(traces)
+                rel = path.relative_to(work)
+                if (path.is_file() and not path.name.endswith(WEIGHTS) and rel.parts[0] != "cache"
+                        and not any(test(rel) for test in leave)):
+                    tar.add(path, arcname=str(Path(work.name) / rel))
+        if archive.stat().st_size <= ARCHIVE_LIMIT:
+            break
+    return [label for label, _ in tiers[:k]]
 
 
 def check(args: argparse.Namespace) -> int:
@@ -406,6 +408,13 @@ def check(args: argparse.Namespace) -> int:
             raise SystemExit(f"gpu_check: error: --cap {spec!r}: expected PART=SECONDS with PART one of "
                              + ", ".join(p.name for p in parts))
         next(p for p in parts if p.name == name).cap = float(seconds)
+    unknown = sorted(set(args.parts or []) - {p.name for p in parts})
+    if unknown:
+        raise SystemExit(f"gpu_check: error: --parts {', '.join(unknown)}: unknown; choose from "
+                         + ", ".join(p.name for p in parts))
+    for p in parts:
+        if args.parts and p.name not in args.parts:
+            p.skip = "not in --parts"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -535,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds for all parts together (default 470; with --tiny 3000)")
     ap.add_argument("--cap", action="append", default=[], metavar="PART=SECONDS", help="one part's time cap")
+    ap.add_argument("--parts", nargs="+", metavar="PART", help="run only these parts (e.g. a rerun of failed ones)")
     ap.add_argument("--no-profile", action="store_true", help="leave out the profiler trace")
     ap.add_argument("--wheels", metavar="DIR", help="install DIR/*.whl (no registry) for the parts first")
     ap.add_argument("--keep", action="store_true", help="keep the unpacked folder OUT/gpu_check next to the archive")

@@ -14,6 +14,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -171,11 +172,41 @@ def test_key_numbers_and_targets_from_hand_written_logs(tmp_path):
     assert marks == ["not measured"] * 3 + ["not measured (timed out (cap 60 s))"]
 
 
-def test_a_wrong_cap_is_one_line(tmp_path):
+def test_the_archive_leaves_out_weights_then_what_does_not_fit(tmp_path, monkeypatch):
+    gc = _gpu_check()
+    work = tmp_path / "gpu_check"
+    (work / "smoke" / "report").mkdir(parents=True)
+    (work / "cache").mkdir()
+    rng = np.random.default_rng(0)
+    files = {"summary.md": b"# s\n", "protocol.log": b"log\n", "smoke/train/model.pt": rng.bytes(3000),
+             "cache/scene.npz": rng.bytes(3000), "profile_b0_bf16.json": rng.bytes(30_000),  # incompressible
+             "smoke/results.sqlite": rng.bytes(30_000), "smoke/report/table.md": b"| a |\n"}
+    for name, data in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_bytes(data)
+
+    def members(archive: Path) -> set[str]:
+        with tarfile.open(archive) as tar:
+            return {m.name.removeprefix("gpu_check/") for m in tar.getmembers()}
+
+    everything = {"summary.md", "protocol.log", "profile_b0_bf16.json", "smoke/results.sqlite", "smoke/report/table.md"}
+    assert gc.pack(work, tmp_path / "a.tar.gz") == [] and members(tmp_path / "a.tar.gz") == everything
+    monkeypatch.setattr(gc, "ARCHIVE_LIMIT", 50_000)  # both 30 kB files together do not fit, one does
+    assert gc.pack(work, tmp_path / "b.tar.gz") == ["the profile trace"]
+    assert members(tmp_path / "b.tar.gz") == everything - {"profile_b0_bf16.json"}
+    monkeypatch.setattr(gc, "ARCHIVE_LIMIT", 20_000)
+    assert len(gc.pack(work, tmp_path / "c.tar.gz")) == 2
+    assert members(tmp_path / "c.tar.gz") == {"summary.md", "protocol.log", "smoke/report/table.md"}
+    assert (tmp_path / "c.tar.gz").stat().st_size <= 20_000
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--cap", "nope=3"], "gpu_check: error: --cap 'nope=3': expected PART=SECONDS with PART one of gpu-tests, "),
+    (["--parts", "smoke", "smok"], "gpu_check: error: --parts smok: unknown; choose from gpu-tests, "),
+])
+def test_a_wrong_flag_is_one_line_and_writes_nothing(tmp_path, flags, message):
     env = dict(os.environ, PYTHON=sys.executable)
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--tiny", "--device", "cpu", "--out",
-                           str(tmp_path / "x"), "--cap", "nope=3"], env=env, capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.strip().startswith("gpu_check: error: --cap 'nope=3': expected PART=SECONDS")
-    assert not (tmp_path / "x" / "gpu_check.tar.gz").exists()
+                           str(tmp_path / "x"), *flags], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and done.stderr.startswith(message)
+    assert not (tmp_path / "x").exists()
