@@ -89,7 +89,8 @@ def plan(device: str, tiny: bool, work: Path, profile: bool) -> list[Part]:
                     if p.name != "test_gpu_check.py" and "pytest.mark.gpu" in p.read_text(encoding="utf-8"))
     pytest = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra --strict-markers"]
     parts = [
-        Part("gpu-tests", [[*pytest, "-m", "gpu", *marked]], 45, ["pytest"]),
+        Part("gpu-tests", [[*pytest, "-m", "gpu", *marked]], 45,  # test_weather's holds the reference
+             ["pytest", "cv2", "skimage", "imagecorruptions"]),
         Part("corruption-tests", [[*pytest, "-m", "not slow", "tests/corruptions", "-k", "torch"]], 35,
              ["pytest", "cv2", "skimage", "imagecorruptions"]),
     ]
