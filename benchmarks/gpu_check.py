@@ -416,9 +416,14 @@ def check(args: argparse.Namespace) -> int:
     for p in parts:
         if args.parts and p.name not in args.parts:
             p.skip = "not in --parts"
+    wheels = sorted(str(p) for p in Path(args.wheels).glob("*.whl")) if args.wheels else []
+    if args.wheels and not wheels:
+        raise SystemExit(f"gpu_check: error: --wheels {args.wheels}: no .whl files there; name the folder of the "
+                         "carried wheels")
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    started = time.perf_counter()
     deadline = time.perf_counter() + (args.budget or (3000 if args.tiny else 470))
     # the smoke run's SynthCity scenes are rendered once into the work folder (not archived)
     env = dict(os.environ, PYTHONUNBUFFERED="1", SEGFORMER_BENCH_CACHE_DIR=str(work / "cache"))
@@ -428,7 +433,6 @@ def check(args: argparse.Namespace) -> int:
     site = None
     if args.wheels:
         site = Path(tempfile.mkdtemp(prefix="gpu_check_site_"))
-        wheels = sorted(str(p) for p in Path(args.wheels).glob("*.whl"))
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                         "--no-cache-dir", "--target", str(site), *wheels], check=True)
         env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
@@ -472,7 +476,7 @@ def check(args: argparse.Namespace) -> int:
     elif not args.device.startswith("cuda"):
         measured = f"a {args.device} run"
     header = (f"# gpu_check summary\n\n{text.splitlines()[0]}; device {args.device}"
-              + (", tiny sizes" if args.tiny else "") + f"; total {sum(p.seconds for p in parts):.0f} s")
+              + (", tiny sizes" if args.tiny else "") + f"; {time.perf_counter() - started:.0f} s in all")
     gpu = [line for line in text.splitlines() if line.startswith(("gpu 0:", "torch:"))]
     header += "".join(f"\n\n{line}" for line in gpu)
     (work / "summary.md").write_text(summary(parts, found, measured, header), encoding="utf-8")
