@@ -203,7 +203,7 @@ def test_the_archive_leaves_out_weights_then_what_does_not_fit(tmp_path, monkeyp
 @pytest.mark.parametrize(("flags", "message"), [
     (["--cap", "nope=3"], "gpu_check: error: --cap 'nope=3': expected PART=SECONDS with PART one of gpu-tests, "),
     (["--parts", "smoke", "smok"], "gpu_check: error: --parts smok: unknown; choose from gpu-tests, "),
-    (["--wheels", "."], "gpu_check: error: --wheels .: no .whl files there"),
+    (["--wheels", "nowheels"], "gpu_check: error: --wheels nowheels: no .whl files there"),
 ])
 def test_a_wrong_flag_is_one_line_and_writes_nothing(tmp_path, flags, message):
     env = dict(os.environ, PYTHON=sys.executable)
