@@ -130,5 +130,10 @@ def ece_vs_severity(panels: Mapping[str, Mapping[str, Sequence[tuple[float, floa
         ax.grid(alpha=0.3, linewidth=0.6)
         ax.tick_params(labelsize=8)
     axes[0].set_ylabel("ECE (%)", fontsize=9)
-    axes[-1].legend(fontsize=7, frameon=False)
+    handles: dict[str, object] = {}  # every label drawn in any panel (a partial store may leave a panel empty)
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    if handles:
+        axes[-1].legend(list(handles.values()), list(handles), fontsize=7, frameon=False)
     return png(fig)

@@ -50,7 +50,8 @@ def test_malformed_yaml(tmp_path):
     ({"analyses": ["erf"], "erf": None}, "there is no erf section"),
     ({"analyses": ["erf", "erf"]}, "at most once"),
     ({"analyses": ["speed"]},
-     r"field 'analyses'\[0\]: expected 'corruption' or 'resolution' or 'erf' or 'adversarial', got 'speed'"),
+     r"field 'analyses'\[0\]: expected 'corruption' or 'resolution' or 'erf' or 'adversarial' or 'conditions', "
+     "got 'speed'"),
     ({"resolution": {"tests": TESTS, "models": ["B7"]}}, r"resolution.models \['B7'\] are not among the models"),
     ({"resolution": {"tests": TESTS, "baseline": "8x"}}, "resolution.baseline '8x' is not one of the tests"),
     ({"resolution": {"tests": [TESTS[0], TESTS[0]]}}, "test names must be unique"),

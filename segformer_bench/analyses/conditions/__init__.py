@@ -129,38 +129,40 @@ def _describe(d: Mapping[str, object]) -> str:
 def corruption_cells(store: Store, suite: Suite, spec: ConditionsSpec, models: list[str]):
     """(cells, [(corruption, severities)], source) for the agreement: this run's corruption cells, else the reference
     run's (models whose weights hash differently there are left out); None when there are none."""
+    from ..corruption import CORRUPTION, CorruptionSpec
     from ..corruption import store as cell_tables
 
-    if "corruption" in suite.analyses and store.has_table("cells"):
+    if CORRUPTION.name in suite.analyses and store.has_table("cells"):
         cells = cell_tables.cell_matrices(store)
         if cells:
-            return cells, _protocol_cells(suite), "this run"
+            return cells, _protocol_cells(suite.section(CORRUPTION.name)), "this run"
     if spec.reference_run is None:
         return None
-    from ...bench.runner import open_store
-    from ...bench.suite import suite_from_mapping
+    from ...bench.store import Store
 
     path = Path(spec.reference_run) / "results.sqlite"
     if not path.is_file():
         return None
-    other = open_store(path, read_only=True)
+    other = Store(path, read_only=True)
     try:
         stored = other.get_meta("suite")
         if not isinstance(stored, dict) or not other.has_table("cells"):
             return None
-        reference = suite_from_mapping(stored, str(path))
         ours, theirs = store.models(), other.models()
         same = {m for m in models if m in ours and m in theirs and ours[m]["sha256"] == theirs[m]["sha256"]}
         cells = {k: v for k, v in cell_tables.cell_matrices(other).items() if k[0] in same}
     finally:
         other.close()
+    section = stored.get(CORRUPTION.section) or {}  # the reference run's corruption section, as plain data
+    reference = CorruptionSpec(protocol=section.get("protocol", CorruptionSpec.protocol),
+                               cells=tuple((c, int(s)) for c, s in section.get("cells") or ()))
     return cells, _protocol_cells(reference), f"the reference run {Path(spec.reference_run).name}"
 
 
-def _protocol_cells(suite: Suite) -> list[tuple[str, list[int]]]:
+def _protocol_cells(spec) -> list[tuple[str, list[int]]]:  # spec: a CorruptionSpec
+    """(corruption, severities) of the section's protocol (or its explicit cells), in the protocol's order."""
     from ...corruptions.protocols import get_protocol
 
-    spec = suite.section("corruption")
     protocol = get_protocol(spec.protocol)
     if spec.cells:
         protocol = protocol.restricted(list(spec.cells))
