@@ -43,11 +43,12 @@ Mode = Literal["whole", "slide"]
 AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # `compile: auto` compiles once the network inputs run at one input shape, in units of one 512×512 input, reach
-# this many: the compile's seconds over the seconds it saves per 512² input, measured for B0 at 512² on a 2-core
-# AMD EPYC with torch 2.13 (benchmarks/model_speed.py --fast-path: 24.6 s compile, 123 → 79 ms per image, so
-# 24.6 / 0.044 ≈ 560). A larger input saves proportionally more per pass, hence the pixel units; a larger model
-# both compiles longer and saves more, so B0's constant stands for all.
-COMPILE_BREAK_EVEN = 560
+# this many: the compile's seconds over the seconds it saves per 512² input, for B0 at 512² on the 2-core AMD EPYC
+# (torch 2.13): 26 s to compile, 123.5 → 0.63 × 123.5 ms per image on a quiet machine, so 26 / 0.0457 ≈ 570.
+# (`benchmarks/model_speed.py --fast-path` prints this break-even per row; on the same CPU under heavy load it
+# read 303: 92.8 s cold compile, 1094 → 787 ms.) A larger input saves proportionally more per pass, hence the
+# pixel units; a larger model both compiles longer and saves more, so B0's constant stands for all.
+COMPILE_BREAK_EVEN = 570
 COMPILE = ("off", "on", "auto")
 
 

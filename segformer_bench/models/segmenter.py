@@ -12,6 +12,8 @@ user's factory, mmsegmentation) behind the same few members:
   (it resizes and slides windows over the *preprocessed* image, as mmseg does); ``scale`` states the input's
   scale (the engine passes uint8-valued images with ``scale=255``, so that this package's own models see
   exactly the arithmetic they always have);
+* ``compiled_network()``: ``network`` through ``torch.compile``, built once per model object and kept (the
+  evaluation's ``compile`` setting);
 * ``features(x, taps)`` / ``network_features(xn, taps)``: named feature maps (B, C, h, w) for the ERF analysis;
   ``taps`` lists the names a model offers (``logits`` always);
 * ``name``, ``family``, ``display_name``, ``num_classes``, ``class_names`` (or None), ``module`` (the wrapped

@@ -207,6 +207,7 @@ def test_compile_pays_by_the_numbers(monkeypatch):
     assert not compile_pays({(512, 512): 559}) and compile_pays({(512, 512): 560})
     assert compile_pays({(1024, 1024): 140})  # 140 inputs of 4 units each
     assert not compile_pays({(512, 512): 800, (256, 256): 100})  # mean over the two shapes: (800 + 25) / 2
+    assert compile_pays({(512, 512): 10}, break_even=10)
     # Cityscapes val (500 images × 3 windows of 1024²) pays, 4 images do not
     assert compile_pays(planned_passes((1024, 2048), EVAL_PRESETS["cityscapes"], 500))
     assert not compile_pays(planned_passes((1024, 2048), EVAL_PRESETS["cityscapes"], 4))
