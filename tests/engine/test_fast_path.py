@@ -306,3 +306,26 @@ def test_inductor_logits_and_gradients_match_eager():
         grads.append(xi.grad)
     assert (grads[1] - grads[0]).abs().max() <= 1e-4 * grads[0].abs().max()  # decomposed ops: float rounding
     torch._dynamo.reset()
+
+
+# -- from a suite ------------------------------------------------------------------------------------------------
+
+
+def test_a_suite_with_compile_on_compiles_once_for_every_cell(compiles, tmp_path):
+    from segformer_bench.analyses.corruption.store import cell_matrices
+    from segformer_bench.bench.runner import run_suite
+    from segformer_bench.bench.suite import load_suite
+    from tests.helpers import corruption_suite, stored
+
+    runs = {}
+    for compile in (False, True):  # a bare YAML off / on
+        (tmp_path / str(compile)).mkdir()
+        torch.manual_seed(0)  # the suite's checkpoint: the same random B0 both times
+        path = corruption_suite(tmp_path / str(compile),
+                                eval={"preset": "whole", "overrides": {"batch_size": 2, "compile": compile}})
+        run_suite(load_suite(path), tmp_path / str(compile) / "run", progress=False, render=False, log=lambda _: None)
+        runs[compile] = stored(tmp_path / str(compile) / "run", cell_matrices)
+    assert compiles["calls"] == 1  # the clean cell and both corrupted ones ran one compiled network
+    assert runs[True].keys() == runs[False].keys() and len(runs[True]) == 3
+    for key, matrices in runs[False].items():
+        assert np.array_equal(runs[True][key], matrices)
