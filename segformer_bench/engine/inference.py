@@ -212,8 +212,10 @@ def decide_compile(model: Segmenter, size: tuple[int, int], settings: EvalSettin
     return compile_pays({shape: model.passes[shape] for shape in planned})
 
 
-def network(model: Segmenter, settings: EvalSettings, size: tuple[int, int], images: int) -> Network:
-    """The network `settings.compile` runs for `images` images of `size`: eager, compiled, or auto's choice."""
+def network_for(model: Segmenter, settings: EvalSettings, size: tuple[int, int], images: int) -> Network:
+    """The network `settings.compile` runs for `images` images of `size`: eager, compiled, or auto's choice.
+    Each network input shape (h, w) — and each batch size, so a dataset's last, partial batch too — is compiled
+    once (``dynamic=False``)."""
     if settings.compile == "on" or (settings.compile == "auto" and decide_compile(model, size, settings, images)):
         return model.compiled_network()
     return model.network
@@ -248,7 +250,7 @@ def eval_logits(model: Segmenter | torch.nn.Module, images: torch.Tensor, settin
                         "scales: [1.0] and flip: false for this analysis")
     model = as_segmenter(model)
     size = tuple(images.shape[-2:])
-    net = network(model, settings, size, images.shape[0])
+    net = network_for(model, settings, size, images.shape[0])
     return _scaled_logits(net, model.preprocess(images, scale=scale), size, settings, 1.0, False)
 
 
@@ -259,12 +261,13 @@ def segment_batch(model: Segmenter | torch.nn.Module, images: torch.Tensor, sett
     labels are the argmax of are appended to it (B, K, H, W): the softmax of the logits, or the mean of the
     softmaxes over scales and flips; the labels themselves are computed exactly as without it.
 
-    The caller chooses the grad mode, autocast and the model's train/eval mode (``predict`` does all three).
+    The caller chooses the grad mode, autocast and the model's train/eval mode (``predict`` does all three);
+    ``settings.compile`` chooses the network (``network_for``).
     """
     model = as_segmenter(model)
     size = tuple(images.shape[-2:])
     x = model.preprocess(images, scale=255)
-    net = network(model, settings, size, images.shape[0])
+    net = network_for(model, settings, size, images.shape[0])
     single = settings.scales == (1.0,) and not settings.flip
     probs, runs = None, 0
     for ratio in settings.scales:
