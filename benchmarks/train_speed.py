@@ -7,6 +7,10 @@ images/s; on CUDA also peak memory and optional bf16 autocast.
 
     python benchmarks/train_speed.py                                  # CPU: B0, batch 2 of 512×512 crops
     python benchmarks/train_speed.py --device cuda --variants b0 b2 --crop 1024 --batch 8 --amp bf16
+    python benchmarks/train_speed.py --compile    # also ours through torch.compile (forward and backward)
+
+With ``--compile`` a third step, ours through ``torch.compile`` (inductor, ``dynamic=False``; same parameters and
+optimizer), is timed in the same rounds, and its first step's seconds beyond a compiled step are printed.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", choices=["none", "bf16"], default="none")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--compile", action="store_true", help="also time ours through torch.compile")
     args = ap.parse_args()
     device = torch.device(args.device)
     amp = torch.bfloat16 if args.amp == "bf16" else None
@@ -80,12 +85,21 @@ def main() -> None:
 
             step_ours = make_step(ours, opt_ours, x, y, amp, device, hf=False)
             step_theirs = make_step(theirs, opt_theirs, x, y, amp, device, hf=True)
-            times: dict[str, list[float]] = {"ours": [], "theirs": []}
-            peaks: dict[str, float | None] = {"ours": None, "theirs": None}
-            for fn in (step_ours, step_theirs):
-                fn()  # warm-up
+            steps = {"ours": step_ours, "theirs": step_theirs}
+            if args.compile:
+                compiled = torch.compile(ours, dynamic=False)
+                steps["compiled"] = make_step(compiled, opt_ours, x, y, amp, device, hf=False)
+            times: dict[str, list[float]] = {k: [] for k in steps}
+            peaks: dict[str, float | None] = {k: None for k in steps}
+            first: dict[str, float] = {}
+            for key, fn in steps.items():  # warm-up (the compiled step compiles here)
+                _sync(device)
+                t0 = time.perf_counter()
+                fn()
+                _sync(device)
+                first[key] = time.perf_counter() - t0
             for _ in range(args.rounds):
-                for fn, key in ((step_ours, "ours"), (step_theirs, "theirs")):
+                for key, fn in steps.items():
                     if device.type == "cuda":
                         torch.cuda.reset_peak_memory_stats(device)
                     _sync(device)
@@ -99,6 +113,10 @@ def main() -> None:
             mem = f"{peaks['ours']:.0f} | {peaks['theirs']:.0f}" if peaks["ours"] is not None else "– | –"
             print(f"| {variant} | {args.crop}² | {args.batch} | {args.amp} | {a:.3f} | {b:.3f} | {a / b:.2f} | "
                   f"{args.batch / a:.2f} | {args.batch / b:.2f} | {mem} |", flush=True)
+            if args.compile:
+                c = statistics.median(times["compiled"])
+                print(f"# {variant} compiled: {c:.3f} s/step, {c / b:.2f}× transformers, {c / a:.2f}× ours eager; "
+                      f"compile {first['compiled'] - c:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from ..calibration import calibration_counts
 from ..config import from_mapping, to_mapping
 from ..data.base import SegmentationDataset
 from ..models.segmenter import Segmenter, as_segmenter
-from .inference import AUTOCAST, EvalSettings, check_input_size, segment_batch
+from .inference import AUTOCAST, EvalSettings, check_input_size, decide_compile, segment_batch
 from .metrics import per_image_confusion, scores
 
 EVAL_PRESETS: dict[str, EvalSettings] = {
@@ -64,6 +64,7 @@ class EvalResult:
     metrics: dict = field(default_factory=dict)
     per_image_loss: np.ndarray | None = None  # with an adversary: its per-image loss, in the same order
     calibration: np.ndarray | None = None  # with calibration_bins: per-image ``calibration_counts`` (N, 3·bins + 3)
+    settings: EvalSettings | None = None  # as run: ``compile: auto`` resolved to "on" or "off"
 
     @property
     def confusion(self) -> np.ndarray:
@@ -145,6 +146,7 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
     losses: dict[int, float] = {}
     calibrations: dict[int, np.ndarray] = {}
     calibrate = calibration_bins is not None and model.outputs == "logits"
+    ran: EvalSettings | None = None  # settings with compile: auto decided, at the first batch
     t0 = time.perf_counter()
     bar = tqdm(total=len(indices), desc=desc, unit="img", leave=False, disable=not progress or rank != 0)
     try:
@@ -154,6 +156,10 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
                 images = transform(images, [s["name"] for s in group])
             labels = torch.from_numpy(np.stack([s["label"] for s in group])).to(device)
             check_input_size(model, tuple(images.shape[-2:]), settings.mode, settings.crop, settings.stride)
+            if ran is None:  # auto decides once for the whole evaluation, from its first image's size
+                on = settings.compile == "on" or (settings.compile == "auto" and decide_compile(
+                    model, tuple(images.shape[-2:]), settings, len(indices)))
+                ran = dataclasses.replace(settings, compile="on" if on else "off")
             if adversary is not None:
                 images, image_losses = adversary(images, labels.long(), [s["name"] for s in group])
                 for s, value in zip(group, np.asarray(image_losses, dtype=np.float64), strict=True):
@@ -161,7 +167,7 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
             amp = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
             probabilities: list[torch.Tensor] | None = [] if calibrate else None
             with torch.inference_mode(), amp:
-                pred = segment_batch(model, images, settings, probabilities)
+                pred = segment_batch(model, images, ran, probabilities)
                 cms = per_image_confusion(pred, labels, K).cpu().numpy()
             if probabilities is not None:
                 for s, c in zip(group, calibration_counts(probabilities[0], labels, calibration_bins), strict=True):
@@ -190,7 +196,8 @@ def evaluate(model: Segmenter | torch.nn.Module, dataset: SegmentationDataset,
     result = EvalResult(names=[names[i] for i in order], per_image=per_image.astype(np.int64),
                         class_names=dataset.info.class_names, seconds=time.perf_counter() - t0,
                         per_image_loss=np.array([losses[i] for i in order]) if adversary is not None else None,
-                        calibration=np.stack([calibrations[i] for i in order]) if calibrate and order else None)
+                        calibration=np.stack([calibrations[i] for i in order]) if calibrate and order else None,
+                        settings=ran or dataclasses.replace(settings, compile="off"))
     result.metrics = scores(result.confusion)
     return result
 
@@ -271,10 +278,12 @@ def run_evaluation(checkpoint: str, dataset: str, split: str = "val", root: str 
     result = evaluate(model, ds, settings, dev, limit=limit, export_dir=export_cityscapes,
                       export=export_cityscapes_prediction if export_cityscapes else None, progress=progress)
     if rank == 0:
+        if settings.compile == "auto":
+            log(f"compile: auto decided {result.settings.compile} (engine.inference.decide_compile)")
         print(format_table(result))
         if out:
             record = {**result.to_dict(), "names": result.names, "checkpoint": str(checkpoint),
-                      "dataset": dataset, "split": split, "settings": dataclasses.asdict(settings),
+                      "dataset": dataset, "split": split, "settings": dataclasses.asdict(result.settings),
                       "versions": package_versions()}
             write_json(out, record)
             with atomic_path(Path(out).with_suffix(".npz")) as tmp, open(tmp, "wb") as f:

@@ -13,6 +13,13 @@ regular grid, the last row and column are shifted back to end at the border, eac
 resized bilinearly to the window, summed into the full image and divided by the number of windows
 covering each pixel. An image smaller than the window in one axis is covered by one window of its own
 size in that axis (no padding).
+
+The fast path is two settings. ``autocast`` runs the network under torch.autocast (bf16 on CPU and GPU, fp16 on
+GPU); its logits are cast back to float32 before they are resized, summed, softmaxed or argmaxed. ``compile`` runs
+the network through ``torch.compile`` (``Segmenter.compiled_network``: compiled once per model object, reused by
+every later call): ``off`` (default, eager), ``on``, or ``auto``, which compiles only where the compile pays back
+(``decide_compile``): when the network inputs the model runs at one input shape, counted before running
+(images × windows × scales × flips, in 512² units) plus those it already ran there, reach ``COMPILE_BREAK_EVEN``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..config import ConfigError
 from ..errors import UserError
 from ..models.segmenter import Segmenter, as_segmenter
 
@@ -33,6 +41,15 @@ Mode = Literal["whole", "slide"]
 
 # Autocast dtypes by the names EvalSettings.autocast and TrainConfig.amp use.
 AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# `compile: auto` compiles once the network inputs run at one input shape, in units of one 512×512 input, reach
+# this many: the compile's seconds over the seconds it saves per 512² input, for B0 at 512² on the 2-core AMD EPYC
+# (torch 2.13): 26 s to compile, 123.5 → 0.63 × 123.5 ms per image on a quiet machine, so 26 / 0.0457 ≈ 570.
+# (`benchmarks/model_speed.py --fast-path` prints this break-even per row; on the same CPU under heavy load it
+# read 303: 92.8 s cold compile, 1094 → 787 ms.) A larger input saves proportionally more per pass, hence the
+# pixel units; a larger model both compiles longer and saves more, so B0's constant stands for all.
+COMPILE_BREAK_EVEN = 570
+COMPILE = ("off", "on", "auto")
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,15 @@ class EvalSettings:
     autocast: Literal["none", "bf16", "fp16"] = "none"
     workers: int = 0  # DataLoader worker processes that read/decode images
     window_batch: int = 8  # sliding windows per forward pass
+    # torch.compile the network: off, on, or auto (where it pays, ``decide_compile``); YAML's bare on/off are
+    # booleans, so True and False mean "on" and "off"
+    compile: Literal["off", "on", "auto"] | bool = "off"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.compile, bool):
+            object.__setattr__(self, "compile", "on" if self.compile else "off")
+        if self.compile not in COMPILE:
+            raise ConfigError(f"compile must be one of off, on, auto, got {self.compile!r}")
 
 
 def window_starts(length: int, crop: int, stride: int) -> list[int]:
@@ -151,18 +177,62 @@ def inference_size(size: tuple[int, int], settings: EvalSettings, ratio: float) 
     return h, w
 
 
+def planned_passes(size: tuple[int, int], settings: EvalSettings, images: int) -> dict[tuple[int, int], int]:
+    """The network inputs (one image, or one sliding window, each) that `images` images of `size` (H, W) make
+    under `settings`, by input (h, w): windows × flips per image at each test scale."""
+    passes: dict[tuple[int, int], int] = {}
+    for ratio in settings.scales:
+        target = inference_size(size, settings, ratio)
+        if settings.mode == "slide":
+            windows = window_grid(target, settings.crop, settings.stride)
+            y0, y1, x0, x1 = windows[0]
+            shape, count = (y1 - y0, x1 - x0), len(windows)
+        else:
+            shape, count = target, 1
+        passes[shape] = passes.get(shape, 0) + images * count * (2 if settings.flip else 1)
+    return passes
+
+
+def compile_pays(passes: dict[tuple[int, int], int], break_even: float | None = None) -> bool:
+    """Whether compiling pays for network inputs counted by shape (h, w): their mean per shape (each shape is
+    compiled once), in units of one 512×512 input, reaches `break_even` (default ``COMPILE_BREAK_EVEN``)."""
+    if not passes:
+        return False
+    units = sum(n * h * w for (h, w), n in passes.items()) / 512**2
+    return units / len(passes) >= (COMPILE_BREAK_EVEN if break_even is None else break_even)
+
+
+def decide_compile(model: Segmenter, size: tuple[int, int], settings: EvalSettings, images: int) -> bool:
+    """`compile: auto`'s decision for running `images` images of `size` under `settings`, recorded on the model:
+    the passes they make plus those the model already ran at the same shapes (earlier cells, tests, attack steps)
+    go to ``compile_pays``. Once a shape has paid it stays compiled."""
+    planned = planned_passes(size, settings, images)
+    for shape, n in planned.items():
+        model.passes[shape] = model.passes.get(shape, 0) + n
+    return compile_pays({shape: model.passes[shape] for shape in planned})
+
+
+def network_for(model: Segmenter, settings: EvalSettings, size: tuple[int, int], images: int) -> Network:
+    """The network `settings.compile` runs for `images` images of `size`: eager, compiled, or auto's choice.
+    Each network input shape (h, w) — and each batch size, so a dataset's last, partial batch too — is compiled
+    once (``dynamic=False``)."""
+    if settings.compile == "on" or (settings.compile == "auto" and decide_compile(model, size, settings, images)):
+        return model.compiled_network()
+    return model.network
+
+
 def _run(model: Network, x: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
     if settings.mode == "slide":
         return slide_inference(model, x, settings.crop, settings.stride, window_batch=settings.window_batch)
     return whole_inference(model, x)
 
 
-def _scaled_logits(model: Segmenter, x: torch.Tensor, size: tuple[int, int], settings: EvalSettings, ratio: float,
+def _scaled_logits(net: Network, x: torch.Tensor, size: tuple[int, int], settings: EvalSettings, ratio: float,
                    flipped: bool) -> torch.Tensor:
-    """Logits at `size` of network input `x` run at test scale `ratio`, flipped or not."""
+    """Logits at `size` of network input `x` run through `net` at test scale `ratio`, flipped or not."""
     target = inference_size(size, settings, ratio)
     xs = x if target == size else F.interpolate(x, size=target, mode="bilinear", align_corners=False)
-    logits = _run(model.network, xs.flip(-1) if flipped else xs, settings)
+    logits = _run(net, xs.flip(-1) if flipped else xs, settings)
     if flipped:
         logits = logits.flip(-1)
     if logits.shape[-2:] != size:
@@ -180,7 +250,8 @@ def eval_logits(model: Segmenter | torch.nn.Module, images: torch.Tensor, settin
                         "scales: [1.0] and flip: false for this analysis")
     model = as_segmenter(model)
     size = tuple(images.shape[-2:])
-    return _scaled_logits(model, model.preprocess(images, scale=scale), size, settings, 1.0, False)
+    net = network_for(model, settings, size, images.shape[0])
+    return _scaled_logits(net, model.preprocess(images, scale=scale), size, settings, 1.0, False)
 
 
 def segment_batch(model: Segmenter | torch.nn.Module, images: torch.Tensor, settings: EvalSettings,
@@ -190,16 +261,18 @@ def segment_batch(model: Segmenter | torch.nn.Module, images: torch.Tensor, sett
     labels are the argmax of are appended to it (B, K, H, W): the softmax of the logits, or the mean of the
     softmaxes over scales and flips; the labels themselves are computed exactly as without it.
 
-    The caller chooses the grad mode, autocast and the model's train/eval mode (``predict`` does all three).
+    The caller chooses the grad mode, autocast and the model's train/eval mode (``predict`` does all three);
+    ``settings.compile`` chooses the network (``network_for``).
     """
     model = as_segmenter(model)
     size = tuple(images.shape[-2:])
     x = model.preprocess(images, scale=255)
+    net = network_for(model, settings, size, images.shape[0])
     single = settings.scales == (1.0,) and not settings.flip
     probs, runs = None, 0
     for ratio in settings.scales:
         for flipped in (False, True) if settings.flip else (False,):
-            logits = _scaled_logits(model, x, size, settings, ratio, flipped)
+            logits = _scaled_logits(net, x, size, settings, ratio, flipped)
             if single:
                 if probabilities is not None:
                     probabilities.append(logits.float().softmax(dim=1))

@@ -12,6 +12,8 @@ user's factory, mmsegmentation) behind the same few members:
   (it resizes and slides windows over the *preprocessed* image, as mmseg does); ``scale`` states the input's
   scale (the engine passes uint8-valued images with ``scale=255``, so that this package's own models see
   exactly the arithmetic they always have);
+* ``compiled_network()``: ``network`` through ``torch.compile``, built once per model object and kept (the
+  evaluation's ``compile`` setting);
 * ``features(x, taps)`` / ``network_features(xn, taps)``: named feature maps (B, C, h, w) for the ERF analysis;
   ``taps`` lists the names a model offers (``logits`` always);
 * ``name``, ``family``, ``display_name``, ``num_classes``, ``class_names`` (or None), ``module`` (the wrapped
@@ -28,7 +30,8 @@ class maps to gets a constant logit of −10⁴, so it is never predicted.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -163,6 +166,10 @@ class Segmenter(nn.Module):
         self.model_classes = num_classes
         self.model_class_names = tuple(class_names) if class_names is not None else None
         self._description = dict(description or {})
+        self._compiled: dict[str | None, Callable[[torch.Tensor], torch.Tensor]] = {}  # by torch.compile mode
+        # network inputs (one image or window each) run at each input (h, w) under ``compile: auto``, which it
+        # weighs against the compile's cost (engine.inference.decide_compile)
+        self.passes: dict[tuple[int, int], int] = {}
         self.train(module.training)  # as the wrapped module is (callers restore the mode they found)
 
     # -- what a model is ------------------------------------------------------------------------------------
@@ -185,6 +192,7 @@ class Segmenter(nn.Module):
             raise ConfigError(f"class_map has {len(class_map.targets)} model classes, {self.name} has "
                               f"{self.model_classes}")
         self.class_map = class_map
+        self._compiled.clear()  # compiled with the old map
         return self
 
     # -- running it -----------------------------------------------------------------------------------------
@@ -210,6 +218,24 @@ class Segmenter(nn.Module):
             out = F.interpolate(out, size=images.shape[-2:], mode="bilinear", align_corners=False)
         return out
 
+    def compiled_network(self, mode: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``network`` through ``torch.compile`` (inductor, `mode`, ``dynamic=False``), built on first use and kept
+        on this object: every later batch, cell, test and analysis that runs this model reuses it; another model
+        object compiles its own. torch itself recompiles it once per new input shape, grad mode or autocast
+        state (a sliding window has one shape)."""
+        if mode not in self._compiled:
+            compiled = torch.compile(self.network, mode=mode, dynamic=False)
+
+            def run(x: torch.Tensor) -> torch.Tensor:
+                with warnings.catch_warnings():
+                    # tracing an attack's input (a non-leaf tensor that requires grad), Dynamo reads its .grad,
+                    # and torch warns about the read; the warning is about torch's internals, not the caller's code
+                    warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf",
+                                            UserWarning)
+                    return compiled(x)
+
+            self._compiled[mode] = run
+        return self._compiled[mode]
 
     def features(self, images: torch.Tensor, taps: Sequence[str] | None = None,
                  scale: float = 1.0) -> dict[str, torch.Tensor]:
