@@ -43,12 +43,12 @@ Mode = Literal["whole", "slide"]
 AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # `compile: auto` compiles once the network inputs run at one input shape, in units of one 512×512 input, reach
-# this many: the compile's seconds over the seconds it saves per 512² input, for B0 at 512² on the 2-core AMD EPYC
-# (torch 2.13): 26 s to compile, 123.5 → 0.63 × 123.5 ms per image on a quiet machine, so 26 / 0.0457 ≈ 570.
-# (`benchmarks/model_speed.py --fast-path` prints this break-even per row; on the same CPU under heavy load it
-# read 303: 92.8 s cold compile, 1094 → 787 ms.) A larger input saves proportionally more per pass, hence the
-# pixel units; a larger model both compiles longer and saves more, so B0's constant stands for all.
-COMPILE_BREAK_EVEN = 570
+# this many: the compile's seconds over the seconds it saves per 512² input, measured with
+# `benchmarks/model_speed.py --fast-path --variants b0 --sizes 512` (it prints this break-even per row) for B0 at
+# 512² on the 2-core AMD EPYC, torch 2.13, a quiet machine, cold compile: 44.8 s to compile, 125.9 → 87.9 ms per
+# input, so 44.8 / 0.038 ≈ 1180 (benchmarks/RESULTS.md). A larger input saves proportionally more per pass, hence
+# the pixel units; a larger model both compiles longer and saves more, so B0's constant stands for all.
+COMPILE_BREAK_EVEN = 1180
 COMPILE = ("off", "on", "auto")
 
 
