@@ -8,16 +8,13 @@ that fine patterns fade to their mean instead of aliasing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from .constants import ASPECT, Color
 from .geometry import Geometry
 from .noise import noise_at
-
-if TYPE_CHECKING:  # the camera is the generator's (``world`` builds on this module); a scene only carries it
-    from .world import Camera
 
 
 @dataclass(frozen=True, eq=False)
@@ -328,5 +325,7 @@ class Scene:
     gain: Color  # exposure × colour temperature, per channel
     noise_seed: int  # seeds the texture lattices and the sensor noise
     sensor_noise: float  # standard deviation, 0–255 scale
-    camera: Camera | None = None  # what the weather needs to place things in 3-D; None for hand-made scenes
+    # the generator's world.Camera (world builds on this module, so it is not named here): what the weather needs
+    # to place things in 3-D; None for hand-made scenes
+    camera: Any = None
     lights: tuple[Light, ...] = ()
