@@ -86,19 +86,24 @@ def rank_agreement(cells: Mapping[tuple[str, str, int], np.ndarray],
     # per model: (1 + R,) resampled mIoU of each row (mean over severities), and of each target
     row_miou: dict[tuple[str, str], np.ndarray] = {}
     target_miou: dict[tuple[str, str], np.ndarray] = {}
+    draws: dict[int, np.ndarray] = {}  # one draw per number of images, shared by every model and cell
+
+    def drawn(n: int) -> np.ndarray:
+        if n not in draws:
+            draws[n] = resample_counts(n, n_resamples, seed)
+        return draws[n]
+
     for m in models:
         for row, needed in rows.items():
             if all((m, *k) in cells for k in needed):
-                values = [_resampled_miou(cells[(m, *k)],
-                                          resample_counts(len(cells[(m, *k)]), n_resamples, seed)) for k in needed]
+                values = [_resampled_miou(cells[(m, *k)], drawn(len(cells[(m, *k)]))) for k in needed]
                 row_miou[(m, row)] = np.mean(values, axis=0)
         per_corruption = [row_miou.get((m, c)) for c, _ in corruptions]
         if corruptions and all(v is not None for v in per_corruption):
             row_miou[(m, MEAN_ROW)] = np.mean(per_corruption, axis=0)
         for t in targets:
             if (m, t) in conditions:
-                target_miou[(m, t)] = _resampled_miou(conditions[(m, t)],
-                                                      resample_counts(len(conditions[(m, t)]), n_resamples, seed))
+                target_miou[(m, t)] = _resampled_miou(conditions[(m, t)], drawn(len(conditions[(m, t)])))
     out = []
     for row in [*rows, MEAN_ROW]:
         for t in targets:
