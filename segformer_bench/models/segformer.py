@@ -214,8 +214,27 @@ class MixFFN(nn.Module):
         x = self.fc1(x)
         if self.dwconv is not None:
             B, N, C = x.shape
-            x = self.dwconv(x.transpose(1, 2).view(B, C, h, w)).flatten(2).transpose(1, 2)  # B, N, C
+            if torch.compiler.is_compiling():
+                x = depthwise_3x3_tokens(x, self.dwconv.weight, self.dwconv.bias, h, w)
+            else:
+                x = self.dwconv(x.transpose(1, 2).view(B, C, h, w)).flatten(2).transpose(1, 2)  # B, N, C
         return self.fc2(F.gelu(x))
+
+
+def depthwise_3x3_tokens(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The depthwise 3×3 conv (padding 1) of tokens (B, h*w, C) on their h×w grid, as nine shifted multiply-adds
+    in the tokens' own channels-last order. The same function as the Conv2d, summed in another order (fp32:
+    ~1e-7 apart); what ``torch.compile`` runs: inductor fuses the nine terms, the padding and the GELU after
+    them into one pass over memory, where the compiled conv costs a layout conversion each way around oneDNN's
+    depthwise kernel, 3.5–5.5× the time at Mix-FFN's shapes (``benchmarks/depthwise_speed.py``, RESULTS.md)."""
+    B, N, C = x.shape
+    padded = F.pad(x.view(B, h, w, C), (0, 0, 1, 1, 1, 1))  # B, h+2, w+2, C
+    taps = weight.view(C, 3, 3).to(x.dtype)  # under autocast x is bf16/fp16, as the conv would compute
+    out = bias.to(x.dtype)
+    for i in range(3):
+        for j in range(3):
+            out = out + padded[:, i:i + h, j:j + w, :] * taps[:, i, j]
+    return out.view(B, N, C)
 
 
 class Block(nn.Module):

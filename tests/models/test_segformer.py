@@ -220,3 +220,45 @@ def test_folded_head_gives_the_released_gradients():
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_depthwise_conv_is_torchs_conv2d_with_its_gradients(dtype):
+    """Mix-FFN's depthwise 3×3 conv as `torch.compile` runs it (nine shifted multiply-adds on the tokens) against
+    torch's own grouped Conv2d: values and the gradients of input, weight and bias, on a grid that is neither
+    square nor even, two images; bf16 tokens (autocast's) computed as the conv would, within bf16's rounding."""
+    from segformer_bench.models.segformer import depthwise_3x3_tokens
+
+    torch.manual_seed(0)
+    B, h, w, C = 2, 7, 11, 5
+    conv = torch.nn.Conv2d(C, C, 3, padding=1, groups=C)
+    tokens = torch.randn(B, h * w, C, dtype=dtype, requires_grad=True)
+    want = conv(tokens.float().transpose(1, 2).reshape(B, C, h, w)).flatten(2).transpose(1, 2)
+    got = depthwise_3x3_tokens(tokens, conv.weight, conv.bias, h, w)
+    assert got.dtype == dtype
+    tol = {"rtol": 0, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    torch.testing.assert_close(got.float(), want, **tol)
+    seed = torch.randn(B, h * w, C)
+    grads_want = torch.autograd.grad(want, [tokens, conv.weight, conv.bias], seed)
+    grads_got = torch.autograd.grad(got.float(), [tokens, conv.weight, conv.bias], seed)
+    for g, r in zip(grads_got, grads_want, strict=True):
+        torch.testing.assert_close(g.float(), r.float(), rtol=tol["rtol"], atol=10 * tol["atol"])
+
+
+def test_a_compiled_mix_ffn_takes_the_shifted_form_and_an_eager_one_the_conv(monkeypatch):
+    """Under `torch.compile` (traced by Dynamo) Mix-FFN runs `depthwise_3x3_tokens`; eager it runs its Conv2d, so
+    the eager model stays the released computation literally."""
+    import segformer_bench.models.segformer as segformer
+
+    calls = []
+    original = segformer.depthwise_3x3_tokens
+    monkeypatch.setattr(segformer, "depthwise_3x3_tokens", lambda *a: calls.append(1) or original(*a))
+    torch.manual_seed(0)
+    model = sb.build_model("b0", num_classes=3).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        eager = model(x)
+        assert not calls
+        compiled = torch.compile(model, backend="eager", dynamic=False)(x)
+    assert len(calls) == sum(VARIANTS["b0"].depths)
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-5)
