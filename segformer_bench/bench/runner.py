@@ -42,6 +42,7 @@ from ..versions import package_versions
 from .specs import ModelSpec
 from .store import Store
 from .suite import Suite, check_suite_name, suite_from_mapping, train_config, training_dir_name
+from .timing import machine, record_machine, run_time_part
 
 
 def default_dirs(suite: Suite) -> tuple[Path, Path]:
@@ -258,7 +259,10 @@ def run_suite(suite: Suite, run_dir: str | os.PathLike | None = None, restart: b
         if world > 1:
             torch.distributed.barrier()
         try:
-            ctx = _Run(suite, run, store, device_for(suite.device, local_rank), rank, world, progress, log, restart)
+            device = device_for(suite.device, local_rank)
+            if store is not None:
+                record_machine(store, machine(device, world))
+            ctx = _Run(suite, run, store, device, rank, world, progress, log, restart)
             for name in suite.analyses:
                 ANALYSES[name].run(ctx, suite.section(name))
         finally:
@@ -293,6 +297,7 @@ def render_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
                        for name, info in store.models().items()},
             "versions": store.get_meta("versions"), "seed": suite.seed}
         reported = {name: ANALYSES[name].report(store, suite, metadata) for name in suite.analyses}
+        run_time = run_time_part(store, suite.analyses, [m.name for m in suite.models])
     finally:
         store.close()
     if all(p is None for p in reported.values()):
@@ -300,6 +305,7 @@ def render_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
     parts = [ReportPart({}, [(ANALYSES[name].title.capitalize(), "Not computed yet: the run has not reached this "
                               "analysis (run the same command again to finish it).", "")]) if p is None else p
              for name, p in reported.items()]  # a partial store: say what is not there
+    parts += [run_time] if run_time is not None else []
     files: dict[str, str | bytes] = {}
     for part in parts:
         metadata |= part.metadata

@@ -78,3 +78,23 @@ def test_a_mixed_suite_runs_every_analysis_and_reports_all_three(tmp_path, monke
     recorded = stored(tmp_path / "run", lambda store: store.models())
     assert recorded["UperNet"]["config"]["family"] == "transformers" and len(recorded["UperNet"]["sha256"]) == 64
     assert recorded["Tiny"]["config"]["factory"] == "user_tiny:tiny"
+
+    # the run-time table: every model × analysis with the store's own count and sum of unit seconds (SQL's)
+    import sqlite3
+
+    import pandas as pd
+
+    frame = pd.read_csv(report / "run_time.csv", index_col=0)
+    db = sqlite3.connect(tmp_path / "run" / "results.sqlite")
+    want = {(m, analysis): (n, s) for analysis, table in (("corruption", "cells"), ("resolution", "resolution"),
+                                                          ("erf", "erf"))
+            for m, n, s in db.execute(f"SELECT model, count(*), sum(seconds) FROM {table} GROUP BY model")}
+    got = {(r.model, r.analysis): (r.units, r.seconds) for r in frame.itertuples()}
+    assert got.keys() == want.keys() and len(got) == 9
+    for key, (n, s) in want.items():
+        assert got[key][0] == n and abs(got[key][1] - s) <= 1e-5 * s, key  # the CSV keeps six digits
+    assert list(frame["model"].drop_duplicates()) == ["SegFormer-B0", "UperNet", "Tiny"]
+    text = (report / "run_time.md").read_text()
+    threads = torch.get_num_threads()
+    machine = f"cpu {__import__('platform').machine()} ({threads} thread{'s' if threads > 1 else ''}), 1 rank, torch "
+    assert machine in text and "Run time" in page and machine in page

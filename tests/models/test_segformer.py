@@ -246,8 +246,8 @@ def test_compiled_depthwise_conv_is_torchs_conv2d_with_its_gradients(dtype):
 
 
 def test_a_compiled_mix_ffn_takes_the_shifted_form_and_an_eager_one_the_conv(monkeypatch):
-    """Under `torch.compile` (traced by Dynamo) Mix-FFN runs `depthwise_3x3_tokens`; eager it runs its Conv2d, so
-    the eager model stays the released computation literally."""
+    """Under `torch.compile` (traced by Dynamo) an fp32 Mix-FFN runs `depthwise_3x3_tokens`; eager, or under bf16
+    autocast, it runs its Conv2d, so the eager model stays the released computation literally."""
     import segformer_bench.models.segformer as segformer
 
     calls = []
@@ -262,3 +262,7 @@ def test_a_compiled_mix_ffn_takes_the_shifted_form_and_an_eager_one_the_conv(mon
         compiled = torch.compile(model, backend="eager", dynamic=False)(x)
     assert len(calls) == sum(VARIANTS["b0"].depths)
     torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-5)
+    calls.clear()  # under bf16 autocast the compiled model keeps the conv
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.compile(model, backend="eager", dynamic=False)(x)
+    assert not calls
