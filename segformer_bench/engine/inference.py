@@ -45,10 +45,11 @@ AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16,
 # `compile: auto` compiles once the network inputs run at one input shape, in units of one 512×512 input, reach
 # this many: the compile's seconds over the seconds it saves per 512² input, measured with
 # `benchmarks/model_speed.py --fast-path --variants b0 --sizes 512` (it prints this break-even per row) for B0 at
-# 512² on the 2-core AMD EPYC, torch 2.13, a quiet machine, cold compile: 44.8 s to compile, 125.9 → 87.9 ms per
-# input, so 44.8 / 0.038 ≈ 1180 (benchmarks/RESULTS.md). A larger input saves proportionally more per pass, hence
-# the pixel units; a larger model both compiles longer and saves more, so B0's constant stands for all.
-COMPILE_BREAK_EVEN = 1180
+# 512² on the 2-core AMD EPYC, torch 2.13, a quiet machine, cold compile: 43.9 s to compile, 136.0 → 75.8 ms per
+# input, so 43.9 / 0.0602 ≈ 730 (benchmarks/RESULTS.md). A larger input saves proportionally more per pass, hence
+# the pixel units; a larger model both compiles longer and saves more (B2 broke even sooner), so B0's constant,
+# the most cautious, stands for all.
+COMPILE_BREAK_EVEN = 730
 COMPILE = ("off", "on", "auto")
 
 
