@@ -342,7 +342,8 @@ def test_only_the_reports_the_suite_asks_for_are_written(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["erf_area.csv", "erf_area.md", "erf_area.tex", "erf_maps.npz",
                                                     "resolution.csv", "resolution.md", "resolution.tex",
                                                     "resolution_calibration.csv", "resolution_calibration.md",
-                                                    "resolution_calibration.tex"]
+                                                    "resolution_calibration.tex", "run_time.csv", "run_time.md",
+                                                    "run_time.tex"]
 
 
 def test_erf_over_a_listed_set_of_images(tmp_path):
