@@ -214,8 +214,8 @@ class MixFFN(nn.Module):
         x = self.fc1(x)
         if self.dwconv is not None:
             B, N, C = x.shape
-            if torch.compiler.is_compiling() and x.dtype == torch.float32:  # bf16: oneDNN's conv is as fast
-                x = depthwise_3x3_tokens(x, self.dwconv.weight, self.dwconv.bias, h, w)
+            if torch.compiler.is_compiling() and x.dtype == torch.float32 and x.device.type == "cpu":
+                x = depthwise_3x3_tokens(x, self.dwconv.weight, self.dwconv.bias, h, w)  # measured where it pays
             else:
                 x = self.dwconv(x.transpose(1, 2).view(B, C, h, w)).flatten(2).transpose(1, 2)  # B, N, C
         return self.fc2(F.gelu(x))
@@ -228,7 +228,8 @@ def depthwise_3x3_tokens(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     them into one pass over memory, where the compiled conv costs a layout conversion each way around oneDNN's
     depthwise kernel, 3.5–5.5× the time at Mix-FFN's shapes in fp32 (``benchmarks/depthwise_speed.py``,
     RESULTS.md). Under bf16 autocast the compiled model keeps the conv: oneDNN's bf16 kernel made B0 and B2 at
-    512² faster than this form (it won only at 1024², less than it lost there)."""
+    512² faster than this form (it won only at 1024², less than it lost there). On CUDA the compiled model keeps
+    the conv until the form is measured there (``depthwise_speed.py --device cuda``, part of no GPU run yet)."""
     B, N, C = x.shape
     padded = F.pad(x.view(B, h, w, C), (0, 0, 1, 1, 1, 1))  # B, h+2, w+2, C
     taps = weight.view(C, 3, 3).to(x.dtype)  # under autocast x is bf16/fp16, as the conv would compute
