@@ -51,6 +51,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -397,28 +398,34 @@ def pack(work: Path, archive: Path) -> list[str]:
     return [label for label, _ in tiers[:k]]
 
 
+def _refuse(message: str) -> NoReturn:
+    """A bad flag: one line naming it and the fix, exit status 2 (as argparse's own errors), nothing written."""
+    print(f"gpu_check: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def check(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     work = out / "gpu_check"
     if out.exists() and not out.is_dir():
-        raise SystemExit(f"gpu_check: error: {out} exists and is not a directory; choose another --out")
+        _refuse(f"{out} exists and is not a directory; choose another --out")
     parts = plan(args.device, args.tiny, work, not args.no_profile)
     for spec in args.cap:
         name, _, seconds = spec.partition("=")
         if name not in {p.name for p in parts} or number(seconds) is None:
-            raise SystemExit(f"gpu_check: error: --cap {spec!r}: expected PART=SECONDS with PART one of "
+            _refuse(f"--cap {spec!r}: expected PART=SECONDS with PART one of "
                              + ", ".join(p.name for p in parts))
         next(p for p in parts if p.name == name).cap = float(seconds)
     unknown = sorted(set(args.parts or []) - {p.name for p in parts})
     if unknown:
-        raise SystemExit(f"gpu_check: error: --parts {', '.join(unknown)}: unknown; choose from "
+        _refuse(f"--parts {', '.join(unknown)}: unknown; choose from "
                          + ", ".join(p.name for p in parts))
     for p in parts:
         if args.parts and p.name not in args.parts:
             p.skip = "not in --parts"
     wheels = sorted(str(p) for p in Path(args.wheels).glob("*.whl")) if args.wheels else []
     if args.wheels and not wheels:
-        raise SystemExit(f"gpu_check: error: --wheels {args.wheels}: no .whl files there; name the folder of the "
+        _refuse(f"--wheels {args.wheels}: no .whl files there; name the folder of the "
                          "carried wheels")
     if work.exists():
         shutil.rmtree(work)

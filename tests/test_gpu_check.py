@@ -209,5 +209,15 @@ def test_a_wrong_flag_is_one_line_and_writes_nothing(tmp_path, flags, message):
     env = dict(os.environ, PYTHON=sys.executable)
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--tiny", "--device", "cpu", "--out",
                            str(tmp_path / "x"), *flags], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1 and done.stderr.count("\n") == 1 and done.stderr.startswith(message)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith(message)
     assert not (tmp_path / "x").exists()
+
+
+def test_an_out_that_is_a_file_is_one_line_and_left_alone(tmp_path):
+    (tmp_path / "x").write_text("mine")
+    env = dict(os.environ, PYTHON=sys.executable)
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--tiny", "--device", "cpu", "--out",
+                           str(tmp_path / "x")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "exists and is not a directory; choose another --out" in done.stderr
+    assert (tmp_path / "x").read_text() == "mine"

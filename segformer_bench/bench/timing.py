@@ -73,12 +73,11 @@ def _duration(seconds: float) -> str:
 def run_time_part(store: Store, analyses: Sequence[str], models: Sequence[str]) -> ReportPart | None:
     """The report's run-time table: a row per model (in suite order), for each analysis its units and time, and
     the model's total; the machines in the caption. None when nothing is stored."""
-    frame = unit_seconds(store, analyses)
+    frame = unit_seconds(store, analyses)  # in analysis order
     if frame.empty:
         return None
     order = {m: i for i, m in enumerate(models)}
-    frame = frame.sort_values(["model", "analysis"], key=lambda s: s.map(order) if s.name == "model" else
-                              s.map({a: i for i, a in enumerate(analyses)}), kind="stable")
+    frame = frame.sort_values("model", key=lambda s: s.map(lambda m: order.get(m, len(order))), kind="stable")
     present = [a for a in analyses if a in set(frame["analysis"])]
     table_rows = []
     for model, group in frame.groupby("model", sort=False):
